@@ -1,0 +1,5 @@
+// The list of CLI commands; each lives in its own file and turns flags into one library call.
+import type { CommandModule } from 'yargs'
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export const commands: CommandModule<any, any>[] = []
