@@ -1,0 +1,102 @@
+// One transformer block's graph nodes, in the order data flows: LayerNorm, attention, MLP, residual wiring.
+// Architecture differences arrive as traits (hf-config.ts) and canonical weights (convert.ts), so this file
+// never asks which model it is building.
+import { float, type GraphBuilder, int, ints, str } from './graph-builder.js'
+import type { LayerWeights } from './convert.js'
+import type { ArchitectureTraits, ModelShape } from './hf-config.js'
+
+/** Graph values shared by every block of one model. */
+export interface BlockContext {
+  g: GraphBuilder
+  shape: ModelShape
+  traits: ArchitectureTraits
+  causalMask: string // bool [pos, pos], true where the key may be attended
+  rotary?: { cos: string; sin: string } // [pos, rotary_dims] each
+  /** Per-neuron overrides of hook_post for `layer`, or undefined when the graph takes none. */
+  intervene?: (post: string, layer: number) => string
+}
+
+export interface BlockOutputs {
+  resid: string | undefined // [batch, pos, d_model]; undefined when `lastNeeded` stopped at hook_post
+  mlpPre: string // [batch, pos, d_mlp]
+  mlpPost: string // [batch, pos, d_mlp], after interventions
+  attnToBos?: string // [batch, head, pos]
+}
+
+export function layerNorm(g: GraphBuilder, x: string, ln: { w: Float32Array; b: Float32Array }, eps: number, name: string): string {
+  const d = ln.w.length
+  return g.op('LayerNormalization', [x, g.weight(`${name}.w`, [d], ln.w), g.weight(`${name}.b`, [d], ln.b)], {
+    axis: int(-1),
+    epsilon: float(eps),
+  })
+}
+
+function linear(g: GraphBuilder, x: string, w: Float32Array, b: Float32Array, dIn: number, dOut: number, name: string): string {
+  const y = g.op('MatMul', [x, g.weight(`${name}.W`, [dIn, dOut], w)])
+  return g.op('Add', [y, g.weight(`${name}.b`, [dOut], b)])
+}
+
+/**
+ * Emit block `layer`. With `stopAtPost` the block ends at hook_post (the extraction variant of the last layer
+ * needs nothing after it).
+ */
+export function transformerBlock(
+  ctx: BlockContext,
+  x: string,
+  w: LayerWeights,
+  layer: number,
+  options: { attnToBos: boolean; stopAtPost: boolean },
+): BlockOutputs {
+  const { g, shape, traits } = ctx
+  const name = `blocks.${layer}`
+  const attention = attentionBlock(ctx, layerNorm(g, x, w.ln1, shape.lnEps, `${name}.ln1`), w, layer, options.attnToBos)
+  // Sequential: the MLP reads x + attn. Parallel (NeoX): both LayerNorms read the same x.
+  const afterAttn = g.op('Add', [x, attention.out])
+  const mlpIn = traits.residual === 'parallel' ? x : afterAttn
+  const ln2 = layerNorm(g, mlpIn, w.ln2, shape.lnEps, `${name}.ln2`)
+  const mlpPre = linear(g, ln2, w.W_in, w.b_in, shape.dModel, shape.dMlp, `${name}.mlp.in`)
+  const activated = g.op('Gelu', [mlpPre], { approximate: str(traits.gelu === 'tanh' ? 'tanh' : 'none') })
+  const mlpPost = ctx.intervene ? ctx.intervene(activated, layer) : activated
+  if (options.stopAtPost) return { resid: undefined, mlpPre, mlpPost, attnToBos: attention.toBos }
+  const mlpOut = linear(g, mlpPost, w.W_out, w.b_out, shape.dMlp, shape.dModel, `${name}.mlp.out`)
+  return { resid: g.op('Add', [afterAttn, mlpOut]), mlpPre, mlpPost, attnToBos: attention.toBos }
+}
+
+function attentionBlock(ctx: BlockContext, x: string, w: LayerWeights, layer: number, wantBos: boolean) {
+  const { g, shape } = ctx
+  const { nHeads, dHead, dModel } = shape
+  const qkv = linear(g, x, w.W_qkv, w.b_qkv, dModel, 3 * dModel, `blocks.${layer}.attn.qkv`) // [batch, pos, 3·d_model]
+  const split = g.op('Reshape', [qkv, g.int64([0, 0, 3, nHeads, dHead])]) // [batch, pos, 3, n_heads, d_head]
+  const heads = g.op('Transpose', [split], { perm: ints([2, 0, 3, 1, 4]) }) // [3, batch, n_heads, pos, d_head]
+  const pick = (i: number) => g.op('Gather', [heads, g.int64([i], [])], { axis: int(0) }) // [batch, n_heads, pos, d_head]
+  let q = pick(0)
+  let k = pick(1)
+  const v = pick(2)
+  if (ctx.rotary) {
+    q = applyRotary(ctx, q)
+    k = applyRotary(ctx, k)
+  }
+  const kT = g.op('Transpose', [k], { perm: ints([0, 1, 3, 2]) }) // [batch, n_heads, d_head, pos]
+  const scores = g.op('Mul', [g.op('MatMul', [q, kT]), g.scalar(ctx.traits.attnScale(layer))]) // [batch, n_heads, query, key]
+  // HF fills masked scores with finfo(float32).min rather than -inf; either gives probability exactly 0.
+  const masked = g.op('Where', [ctx.causalMask, scores, g.scalar(-3.4028234663852886e38)])
+  const pattern = g.op('Softmax', [masked], { axis: int(-1) })
+  const toBos = wantBos ? g.op('Gather', [pattern, g.int64([0], [])], { axis: int(3) }) : undefined // [batch, n_heads, query]
+  const z = g.op('MatMul', [pattern, v]) // [batch, n_heads, pos, d_head]
+  const merged = g.op('Reshape', [g.op('Transpose', [z], { perm: ints([0, 2, 1, 3]) }), g.int64([0, 0, dModel])]) // [batch, pos, d_model]
+  return { out: linear(g, merged, w.W_O, w.b_O, dModel, dModel, `blocks.${layer}.attn.out`), toBos }
+}
+
+// NeoX rotary, rotate-half style, on the first rotary_dims of each head; the rest pass through unchanged.
+function applyRotary(ctx: BlockContext, x: string): string {
+  const { g, shape, traits } = ctx
+  if (traits.positions === 'learned' || !ctx.rotary) return x
+  const r = traits.positions.rotaryDims
+  const axis = g.int64([3])
+  const slice = (from: number, to: number, of: string) => g.op('Slice', [of, g.int64([from]), g.int64([to]), axis])
+  const rot = r === shape.dHead ? x : slice(0, r, x) // [batch, n_heads, pos, rotary_dims]
+  const half = r / 2
+  const rotated = g.op('Concat', [g.op('Neg', [slice(half, r, rot)]), slice(0, half, rot)], { axis: int(3) })
+  const mixed = g.op('Add', [g.op('Mul', [rot, ctx.rotary.cos]), g.op('Mul', [rotated, ctx.rotary.sin])])
+  return r === shape.dHead ? mixed : g.op('Concat', [mixed, slice(r, shape.dHead, x)], { axis: int(3) })
+}

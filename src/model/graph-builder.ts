@@ -1,0 +1,103 @@
+// A small typed builder over onnx-proto: ops return the names of their outputs, so a forward pass reads as
+// a sequence of calls (`const h = g.op('MatMul', [x, w])`). Weights become initializers without copying.
+import {
+  type AttributeValue,
+  DataType,
+  type DataTypeCode,
+  encodeModel,
+  type Encoded,
+  type NodeProto,
+  type TensorProto,
+  type ValueInfo,
+} from './onnx-proto.js'
+
+export const OPSET = 23 // Gelu(approximate) needs 20; LayerNormalization 17
+export const IR_VERSION = 10
+
+export const int = (value: number): AttributeValue => ({ kind: 'int', value })
+export const float = (value: number): AttributeValue => ({ kind: 'float', value })
+export const ints = (value: number[]): AttributeValue => ({ kind: 'ints', value })
+export const str = (value: string): AttributeValue => ({ kind: 'string', value })
+
+function bytesOf(data: Float32Array | BigInt64Array | Uint8Array | Int32Array): Uint8Array {
+  return new Uint8Array(data.buffer, data.byteOffset, data.byteLength)
+}
+
+export class GraphBuilder {
+  private nodes: NodeProto[] = []
+  private initializers: TensorProto[] = []
+  private inputs: ValueInfo[] = []
+  private outputs: ValueInfo[] = []
+  private names = new Set<string>()
+  private counter = 0
+
+  private fresh(hint: string): string {
+    let name: string
+    do name = `${hint}_${this.counter++}`
+    while (this.names.has(name))
+    this.names.add(name)
+    return name
+  }
+
+  /** Add a node; returns its single output name. */
+  op(opType: string, inputs: string[], attributes: Record<string, AttributeValue> = {}, domain?: string): string {
+    return this.opN(opType, inputs, 1, attributes, domain)[0]
+  }
+
+  /** Add a node with `nOutputs` outputs; an input name '' marks an omitted optional input. */
+  opN(opType: string, inputs: string[], nOutputs: number, attributes: Record<string, AttributeValue> = {}, domain?: string): string[] {
+    const outputs = Array.from({ length: nOutputs }, () => this.fresh(opType))
+    this.nodes.push({ opType, inputs, outputs, name: this.fresh(`n_${opType}`), attributes, domain })
+    return outputs
+  }
+
+  /** A float32 weight; the array is referenced, not copied. */
+  weight(hint: string, dims: number[], data: Float32Array): string {
+    return this.initializer(hint, DataType.FLOAT, dims, data)
+  }
+
+  initializer(hint: string, dataType: DataTypeCode, dims: number[], data: Float32Array | BigInt64Array | Uint8Array | Int32Array): string {
+    const name = this.fresh(hint)
+    const expected = dims.reduce((a, b) => a * b, 1)
+    if (data.length !== expected) throw new Error(`initializer ${hint}: ${data.length} values for shape [${dims}]`)
+    this.initializers.push({ name, dataType, dims, rawData: bytesOf(data) })
+    return name
+  }
+
+  /** An int64 constant, e.g. a shape or a list of axes. */
+  int64(values: number[], dims: number[] = [values.length]): string {
+    return this.initializer('i64', DataType.INT64, dims, BigInt64Array.from(values.map(BigInt)))
+  }
+
+  /** A float32 scalar constant. */
+  scalar(value: number): string {
+    return this.initializer('f32', DataType.FLOAT, [], Float32Array.of(value))
+  }
+
+  input(name: string, dataType: DataTypeCode, dims: (number | string)[]): string {
+    this.names.add(name)
+    this.inputs.push({ name, dataType, dims })
+    return name
+  }
+
+  /** Expose `value` as a graph output called `name` (an Identity node gives it the public name). */
+  output(name: string, value: string, dataType: DataTypeCode, dims: (number | string)[]): void {
+    if (this.names.has(name)) throw new Error(`graph output ${name} defined twice`)
+    this.names.add(name)
+    this.nodes.push({ opType: 'Identity', inputs: [value], outputs: [name], name: this.fresh('n_out'), attributes: {} })
+    this.outputs.push({ name, dataType, dims })
+  }
+
+  outputNames(): string[] {
+    return this.outputs.map((o) => o.name)
+  }
+
+  build(graphName: string): Encoded {
+    return encodeModel({
+      irVersion: IR_VERSION,
+      producerName: 'seedscope',
+      opsets: [{ domain: '', version: OPSET }],
+      graph: { name: graphName, nodes: this.nodes, initializers: this.initializers, inputs: this.inputs, outputs: this.outputs },
+    })
+  }
+}
