@@ -1,5 +1,6 @@
 // The list of CLI commands; each lives in its own file and turns flags into one library call.
 import type { CommandModule } from 'yargs'
+import { inspectCommand } from './inspect.js'
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export const commands: CommandModule<any, any>[] = []
+export const commands: CommandModule<any, any>[] = [inspectCommand]

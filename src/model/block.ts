@@ -11,7 +11,7 @@ export interface BlockContext {
   shape: ModelShape
   traits: ArchitectureTraits
   causalMask: string // bool [pos, pos], true where the key may be attended
-  rotary?: { cos: string; sin: string } // [pos, rotary_dims] each
+  rotary?: { cos: string; sin: string } // [pos, 1, rotary_dims] each, broadcast over heads
   /** Per-neuron overrides of hook_post for `layer`, or undefined when the graph takes none. */
   intervene?: (post: string, layer: number) => string
 }
@@ -67,23 +67,30 @@ function attentionBlock(ctx: BlockContext, x: string, w: LayerWeights, layer: nu
   const { nHeads, dHead, dModel } = shape
   const qkv = linear(g, x, w.W_qkv, w.b_qkv, dModel, 3 * dModel, `blocks.${layer}.attn.qkv`) // [batch, pos, 3·d_model]
   const split = g.op('Reshape', [qkv, g.int64([0, 0, 3, nHeads, dHead])]) // [batch, pos, 3, n_heads, d_head]
-  const heads = g.op('Transpose', [split], { perm: ints([2, 0, 3, 1, 4]) }) // [3, batch, n_heads, pos, d_head]
-  const pick = (i: number) => g.op('Gather', [heads, g.int64([i], [])], { axis: int(0) }) // [batch, n_heads, pos, d_head]
-  let q = pick(0)
-  let k = pick(1)
+  const pick = (i: number) => g.op('Gather', [split, g.int64([i], [])], { axis: int(2) }) // [batch, pos, n_heads, d_head]
+  const q = applyRotary(ctx, pick(0))
+  const k = applyRotary(ctx, pick(1))
   const v = pick(2)
-  if (ctx.rotary) {
-    q = applyRotary(ctx, q)
-    k = applyRotary(ctx, k)
+  const scale = ctx.traits.attnScale(layer)
+  let merged: string // [batch, pos, d_model]
+  let toBos: string | undefined
+  if (!wantBos) {
+    // onnxruntime's fused kernel: causal (unidirectional) softmax attention without materialising the pattern.
+    const flat = (t: string) => g.op('Reshape', [t, g.int64([0, 0, dModel])])
+    merged = g.op('MultiHeadAttention', [flat(q), flat(k), flat(v)], { num_heads: int(nHeads), unidirectional: int(1), scale: float(scale) }, 'com.microsoft')
+  } else {
+    // Explicit pattern, so attention to position 0 can be read out.
+    const qh = g.op('Transpose', [q], { perm: ints([0, 2, 1, 3]) }) // [batch, n_heads, pos, d_head]
+    const kT = g.op('Transpose', [k], { perm: ints([0, 2, 3, 1]) }) // [batch, n_heads, d_head, pos]
+    const vh = g.op('Transpose', [v], { perm: ints([0, 2, 1, 3]) }) // [batch, n_heads, pos, d_head]
+    const scores = g.op('Mul', [g.op('MatMul', [qh, kT]), g.scalar(scale)]) // [batch, n_heads, query, key]
+    // HF fills masked scores with finfo(float32).min rather than -inf; either gives probability exactly 0.
+    const masked = g.op('Where', [ctx.causalMask, scores, g.scalar(-3.4028234663852886e38)])
+    const pattern = g.op('Softmax', [masked], { axis: int(-1) })
+    toBos = g.op('Gather', [pattern, g.int64([0], [])], { axis: int(3) }) // [batch, n_heads, query]
+    const z = g.op('MatMul', [pattern, vh]) // [batch, n_heads, pos, d_head]
+    merged = g.op('Reshape', [g.op('Transpose', [z], { perm: ints([0, 2, 1, 3]) }), g.int64([0, 0, dModel])])
   }
-  const kT = g.op('Transpose', [k], { perm: ints([0, 1, 3, 2]) }) // [batch, n_heads, d_head, pos]
-  const scores = g.op('Mul', [g.op('MatMul', [q, kT]), g.scalar(ctx.traits.attnScale(layer))]) // [batch, n_heads, query, key]
-  // HF fills masked scores with finfo(float32).min rather than -inf; either gives probability exactly 0.
-  const masked = g.op('Where', [ctx.causalMask, scores, g.scalar(-3.4028234663852886e38)])
-  const pattern = g.op('Softmax', [masked], { axis: int(-1) })
-  const toBos = wantBos ? g.op('Gather', [pattern, g.int64([0], [])], { axis: int(3) }) : undefined // [batch, n_heads, query]
-  const z = g.op('MatMul', [pattern, v]) // [batch, n_heads, pos, d_head]
-  const merged = g.op('Reshape', [g.op('Transpose', [z], { perm: ints([0, 2, 1, 3]) }), g.int64([0, 0, dModel])]) // [batch, pos, d_model]
   return { out: linear(g, merged, w.W_O, w.b_O, dModel, dModel, `blocks.${layer}.attn.out`), toBos }
 }
 
@@ -94,7 +101,7 @@ function applyRotary(ctx: BlockContext, x: string): string {
   const r = traits.positions.rotaryDims
   const axis = g.int64([3])
   const slice = (from: number, to: number, of: string) => g.op('Slice', [of, g.int64([from]), g.int64([to]), axis])
-  const rot = r === shape.dHead ? x : slice(0, r, x) // [batch, n_heads, pos, rotary_dims]
+  const rot = r === shape.dHead ? x : slice(0, r, x) // [batch, pos, n_heads, rotary_dims]
   const half = r / 2
   const rotated = g.op('Concat', [g.op('Neg', [slice(half, r, rot)]), slice(0, half, rot)], { axis: int(3) })
   const mixed = g.op('Add', [g.op('Mul', [rot, ctx.rotary.cos]), g.op('Mul', [rotated, ctx.rotary.sin])])

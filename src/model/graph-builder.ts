@@ -96,7 +96,7 @@ export class GraphBuilder {
     return encodeModel({
       irVersion: IR_VERSION,
       producerName: 'seedscope',
-      opsets: [{ domain: '', version: OPSET }],
+      opsets: [{ domain: '', version: OPSET }, { domain: 'com.microsoft', version: 1 }],
       graph: { name: graphName, nodes: this.nodes, initializers: this.initializers, inputs: this.inputs, outputs: this.outputs },
     })
   }

@@ -35,7 +35,8 @@ export function buildGraph(weights: ModelWeights, shape: ModelShape, traits: Arc
   if (traits.positions !== 'learned' && traits.positions.rotaryDims > 0) {
     const { cos, sin } = rotaryTables(shape.nCtx, traits.positions.rotaryDims, traits.positions.rotaryBase)
     const dims = [shape.nCtx, traits.positions.rotaryDims]
-    ctx.rotary = { cos: upToPos(g.weight('rotary_cos', dims, cos)), sin: upToPos(g.weight('rotary_sin', dims, sin)) }
+    const perHead = (table: string) => g.op('Unsqueeze', [upToPos(table), g.int64([1])]) // [pos, 1, rotary_dims]
+    ctx.rotary = { cos: perHead(g.weight('rotary_cos', dims, cos)), sin: perHead(g.weight('rotary_sin', dims, sin)) }
   }
   if (request.interventions) ctx.intervene = interventionInputs(g)
 
