@@ -1,0 +1,283 @@
+// The random-rotation baseline (SPEC §3), from accumulated sums only: no second pass over the tokens.
+//
+// Definition. For the rotated model m, per layer ℓ, R_ℓ = rotationMatrix(d_mlp, kind, seed, ℓ) and the rotated
+// activations b̃ = R_ℓ · b_ℓ (b_ℓ: the layer's d_mlp neurons at one token). For an anchor neuron i of the other
+// model, the baseline for layer ℓ is max_k corr(a_i, b̃_k), the Pearson correlation over the pair's valid
+// tokens; the baseline is the max over all layers of m. This is the study's `--baseline rotation` statistic
+// (correlations_fast.py: max over R·b in place of max over b), except that the study rounds R to float16 and
+// we keep it in float64.
+//
+// Computation, with centred sums (everything below is n × a covariance, hence shift-free):
+//   D   = Σ (a − ā)(b_ℓ − b̄_ℓ)ᵀ    the pair's cross block, from PearsonAccumulator: Σxyᵀ − Σx Σyᵀ / n
+//   C_ℓ = Σ (b_ℓ − b̄_ℓ)(b_ℓ − b̄_ℓ)ᵀ  from WithinLayerMoments of model m
+//   n·cov(a_i, b̃_k) = (D R_ℓᵀ)_ik,   n·var(b̃_k) = (R_ℓ C_ℓ R_ℓᵀ)_kk,   n·var(a_i) from the accumulator
+//   r̃_ik = (D R_ℓᵀ)_ik / √(n·var(a_i) · n·var(b̃_k))
+// Both sides use the same tokens, so the accumulators must have the same n (checked).
+
+import { gemm64Fallback, type Gemm, type Gemm64 } from './gemm.js'
+import { PearsonAccumulator, type PearsonState } from './pearson.js'
+import { rotationMatrix, type RotationKind } from './rotation.js'
+
+/**
+ * The within-layer second moments of one model: per layer the d_mlp×d_mlp matrix Σ b bᵀ (on shifted values)
+ * and Σ b. It is a PearsonAccumulator of each layer against itself, so it shares that shifting, merging and
+ * state. Memory: L·d_mlp²·8 bytes (0.9 GiB for GPT-2 small). Accumulate it once per model; every pair reuses it.
+ */
+export class WithinLayerMoments {
+  readonly dMlp: number
+  readonly firstLayer: number
+  readonly nLayers: number
+  private readonly layers: PearsonAccumulator[]
+
+  /**
+   * Covers layers [firstLayer, firstLayer + nLayers) of a model with d_mlp = dMlp. `shift` ([nLayers·d_mlp])
+   * fixes the reference values; by default each neuron's mean over the first chunk, as in PearsonAccumulator.
+   */
+  constructor(options: { dMlp: number; nLayers: number; firstLayer?: number; gemm?: Gemm; shift?: Float64Array }) {
+    const { dMlp, nLayers, firstLayer = 0, gemm, shift } = options
+    if (shift && shift.length !== nLayers * dMlp) {
+      throw new Error(`within-layer: shift has ${shift.length} values for ${nLayers * dMlp} neurons`)
+    }
+    this.dMlp = dMlp
+    this.firstLayer = firstLayer
+    this.nLayers = nLayers
+    this.layers = []
+    for (let l = 0; l < nLayers; l++) {
+      const range = { start: (firstLayer + l) * dMlp, count: dMlp }
+      const layerShift = shift?.subarray(l * dMlp, (l + 1) * dMlp)
+      this.layers.push(new PearsonAccumulator({ a: range, b: range, gemm, shiftA: layerShift, shiftB: layerShift }))
+    }
+  }
+
+  static fromState(state: WithinLayerState, gemm?: Gemm): WithinLayerMoments {
+    const { dMlp, nLayers, firstLayer } = state
+    const moments = new WithinLayerMoments({ dMlp, nLayers, firstLayer, gemm })
+    moments.merge(state)
+    return moments
+  }
+
+  get n(): number {
+    return this.layers[0]?.n ?? 0
+  }
+
+  state(): WithinLayerState {
+    const layers = this.layers.map((acc) => acc.state())
+    return { dMlp: this.dMlp, firstLayer: this.firstLayer, nLayers: this.nLayers, layers }
+  }
+
+  /** Add a chunk of valid tokens, [nLayers·d_mlp, tokens] neuron-major (the same layout as PearsonAccumulator). */
+  add(acts: Float32Array, tokens: number): void {
+    const d = this.dMlp
+    if (acts.length !== this.nLayers * d * tokens) {
+      throw new Error(`within-layer: chunk of ${acts.length} values is not [${this.nLayers * d}, ${tokens}]`)
+    }
+    for (let l = 0; l < this.nLayers; l++) {
+      const rows = acts.subarray(l * d * tokens, (l + 1) * d * tokens)
+      this.layers[l].add(rows, rows, tokens)
+    }
+  }
+
+  merge(other: WithinLayerState | WithinLayerMoments): void {
+    const o = other instanceof WithinLayerMoments ? other.state() : other
+    if (o.dMlp !== this.dMlp || o.firstLayer !== this.firstLayer || o.nLayers !== this.nLayers) {
+      throw new Error(`within-layer: cannot merge layers ${o.firstLayer}+${o.nLayers} (d_mlp ${o.dMlp}) into ` +
+        `${this.firstLayer}+${this.nLayers} (d_mlp ${this.dMlp})`)
+    }
+    for (let l = 0; l < this.nLayers; l++) this.layers[l].merge(o.layers[l])
+  }
+
+  /** C_ℓ = Σ (b − b̄)(b − b̄)ᵀ for a (global) layer: [d_mlp, d_mlp], n times the covariance matrix. */
+  centredScatter(layer: number): Float64Array {
+    const acc = this.layers[layer - this.firstLayer]
+    if (!acc) {
+      const last = this.firstLayer + this.nLayers - 1
+      throw new Error(`within-layer: layer ${layer} is outside ${this.firstLayer}..${last}`)
+    }
+    return centredCross(acc.sums, 0, this.dMlp, false)
+  }
+}
+
+export interface WithinLayerState {
+  dMlp: number
+  firstLayer: number
+  nLayers: number
+  layers: PearsonState[]
+}
+
+export interface RotationOptions {
+  kind: RotationKind        // 'gaussian-unit-rows' is the study's (and should be the config default)
+  seed: number              // recorded with the results; layer ℓ's R depends on (seed, ℓ) only
+  gemm64?: Gemm64           // R·C and D·Rᵀ products; default the exact pure-JS float64 fallback
+  cacheMatrices?: boolean   // keep each R once made (L·d_mlp²·8 bytes); default true
+}
+
+/** One model seen through random directions: per layer R_ℓ and n·var of each rotated direction. */
+export class RotatedLayers {
+  readonly kind: RotationKind
+  readonly seed: number
+  readonly dMlp: number
+  readonly gemm64: Gemm64
+  private readonly within: WithinLayerMoments
+  private readonly cache: boolean
+  private readonly matrices = new Map<number, Float64Array>()
+  private readonly scatters = new Map<number, { n: number; scatter: Float64Array }>()
+
+  constructor(within: WithinLayerMoments, options: RotationOptions) {
+    this.within = within
+    this.kind = options.kind
+    this.seed = options.seed
+    this.dMlp = within.dMlp
+    this.gemm64 = options.gemm64 ?? gemm64Fallback
+    this.cache = options.cacheMatrices ?? true
+  }
+
+  /** Tokens behind the rotated variances. */
+  get n(): number {
+    return this.within.n
+  }
+
+  /** R_ℓ, [d_mlp, d_mlp]: row k is rotated direction k. */
+  matrix(layer: number): Float64Array {
+    const cached = this.matrices.get(layer)
+    if (cached) return cached
+    const r = rotationMatrix(this.dMlp, this.kind, this.seed, layer)
+    if (this.cache) this.matrices.set(layer, r)
+    return r
+  }
+
+  /** n·var((R_ℓ b)_k) = (R_ℓ C_ℓ R_ℓᵀ)_kk for each direction k (cached per layer while n is unchanged). */
+  scatter(layer: number): Float64Array {
+    const cached = this.scatters.get(layer)
+    if (cached && cached.n === this.n) return cached.scatter
+    const d = this.dMlp
+    const r = this.matrix(layer)
+    const c = this.within.centredScatter(layer)
+    const rc = new Float64Array(d * d)
+    this.gemm64(r, c, d, d, d, rc)  // R·Cᵀ; the quadratic form below is the same for C and Cᵀ
+    const out = new Float64Array(d)
+    for (let k = 0; k < d; k++) {
+      let v = 0
+      for (let j = k * d; j < (k + 1) * d; j++) v += rc[j] * r[j]
+      out[k] = v
+    }
+    this.scatters.set(layer, { n: this.n, scatter: out })
+    return out
+  }
+}
+
+// Anchor rows per D·Rᵀ product: 256 × d_mlp float64 is 6 MiB at d_mlp = 3072.
+const ANCHOR_TILE = 256
+
+/**
+ * Baseline maxima for the anchor neurons of one model against the rotated layers of another, streamed over
+ * accumulator blocks. NaN where undefined (dead anchor, or no block seen); NaN entries are skipped in the max.
+ */
+export class BaselineMaxima {
+  readonly value: Float64Array       // [anchors] max over all rotated layers: the baseline analogue of max_corr
+  readonly layerValue: Float64Array  // [anchors, nLayers] max over the directions of one rotated layer
+  readonly nLayers: number
+
+  constructor(nAnchors: number, nLayers: number) {
+    this.nLayers = nLayers
+    this.value = new Float64Array(nAnchors).fill(NaN)
+    this.layerValue = new Float64Array(nAnchors * nLayers).fill(NaN)
+  }
+
+  /** Anchors = the A neurons of `acc` (its rows); rotated model = B, whose block must hold whole layers. */
+  addRows(acc: PearsonAccumulator, rotatedB: RotatedLayers): void {
+    this.addSide(acc, rotatedB, false)
+  }
+
+  /** Anchors = the B neurons of `acc` (its columns); rotated model = A, whose block must hold whole layers. */
+  addColumns(acc: PearsonAccumulator, rotatedA: RotatedLayers): void {
+    this.addSide(acc, rotatedA, true)
+  }
+
+  merge(other: BaselineMaxima): void {
+    if (other.value.length !== this.value.length || other.nLayers !== this.nLayers) {
+      throw new Error('baseline: cannot merge maxima of different shapes')
+    }
+    for (let i = 0; i < this.value.length; i++) this.value[i] = nanMax(this.value[i], other.value[i])
+    const lv = this.layerValue
+    for (let i = 0; i < lv.length; i++) lv[i] = nanMax(lv[i], other.layerValue[i])
+  }
+
+  private addSide(acc: PearsonAccumulator, rotated: RotatedLayers, columns: boolean): void {
+    const s = acc.sums
+    const anchors = columns ? acc.b : acc.a
+    const rotatedRange = columns ? acc.a : acc.b
+    const d = rotated.dMlp
+    if (rotatedRange.start % d !== 0 || rotatedRange.count % d !== 0) {
+      throw new Error(`baseline: the rotated side covers neurons ${rotatedRange.start}+${rotatedRange.count}, ` +
+        `not whole layers of d_mlp ${d}; block the accumulators by layer`)
+    }
+    if (anchors.start + anchors.count > this.value.length) {
+      throw new Error(`baseline: anchors ${anchors.start}+${anchors.count} exceed ${this.value.length} neurons`)
+    }
+    if (rotated.n !== s.n) {
+      throw new Error(`baseline: the pair saw ${s.n} tokens but the rotated model's within-layer moments saw ` +
+        `${rotated.n}; both must cover the same valid tokens`)
+    }
+    const anchorScatter = columns ? acc.scatterB() : acc.scatterA()
+    const firstLayer = rotatedRange.start / d
+    for (let l = 0; l < rotatedRange.count / d; l++) {
+      const layer = firstLayer + l
+      if (layer >= this.nLayers) throw new Error(`baseline: rotated layer ${layer} ≥ ${this.nLayers} layers`)
+      const r = rotated.matrix(layer)
+      const invV = inverseRoots(rotated.scatter(layer))
+      for (let i0 = 0; i0 < anchors.count; i0 += ANCHOR_TILE) {
+        const rows = Math.min(ANCHOR_TILE, anchors.count - i0)
+        const cross = centredCross(s, l * d, d, columns, i0, rows)
+        const cov = new Float64Array(rows * d)
+        rotated.gemm64(cross, r, rows, d, d, cov)  // cov[i, k] = Σ_j D_ij R_kj = n·cov(anchor i, rotated k)
+        for (let i = 0; i < rows; i++) {
+          const anchor = anchors.start + i0 + i
+          const sa = anchorScatter[i0 + i]
+          if (!(sa > 0)) continue
+          const invA = 1 / Math.sqrt(sa)
+          let best = NaN
+          for (let k = 0; k < d; k++) best = nanMax(best, cov[i * d + k] * invA * invV[k])
+          const slot = anchor * this.nLayers + layer
+          this.layerValue[slot] = nanMax(this.layerValue[slot], best)
+          this.value[anchor] = nanMax(this.value[anchor], best)
+        }
+      }
+    }
+  }
+}
+
+/**
+ * A centred slice of an accumulator's cross block, D = Σxyᵀ − Σx Σyᵀ / n, as a contiguous [rows, d] matrix.
+ * Not transposed: rows i0.. of the A block against B columns offset..offset+d. Transposed: B columns i0.. as
+ * rows against A rows offset..offset+d (the anchors are B's neurons).
+ */
+function centredCross(
+  s: Readonly<PearsonState>, offset: number, d: number, transposed: boolean, i0 = 0, rows = d,
+): Float64Array {
+  const nb = s.b.count, n = s.n
+  const out = new Float64Array(rows * d)
+  if (!transposed) {
+    for (let i = 0; i < rows; i++) {
+      const src = (i0 + i) * nb + offset, sx = s.sumA[i0 + i] / n
+      for (let j = 0; j < d; j++) out[i * d + j] = s.cross[src + j] - sx * s.sumB[offset + j]
+    }
+  } else {
+    for (let j = 0; j < d; j++) {  // j: an A neuron of the rotated layer; i: a B anchor
+      const src = (offset + j) * nb + i0, sx = s.sumA[offset + j] / n
+      for (let i = 0; i < rows; i++) out[i * d + j] = s.cross[src + i] - sx * s.sumB[i0 + i]
+    }
+  }
+  return out
+}
+
+function inverseRoots(scatter: Float64Array): Float64Array {
+  const out = new Float64Array(scatter.length)
+  for (let k = 0; k < scatter.length; k++) out[k] = scatter[k] > 0 ? 1 / Math.sqrt(scatter[k]) : NaN
+  return out
+}
+
+function nanMax(a: number, b: number): number {
+  if (a !== a) return b
+  if (b !== b) return a
+  return a > b ? a : b
+}
