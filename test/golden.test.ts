@@ -9,7 +9,7 @@ import { readSafetensors } from '../src/io/safetensors.js'
 import { type InstrumentedModel, loadInstrumentedModel, tokenBatch } from '../src/model/instrumented.js'
 import type { Intervention } from '../src/model/interventions.js'
 import { INSPECT_OUTPUTS, site } from '../src/model/sites.js'
-import { runCli } from './helpers/cli.js'
+import { buildCli, runCli } from './helpers/cli.js'
 
 const GOLDEN = 'test/fixtures/golden'
 const cases = readdirSync(GOLDEN, { withFileTypes: true }).filter((d) => d.isDirectory()).map((d) => d.name)
@@ -79,6 +79,8 @@ function cliFlags(spec: Record<string, [number, string][]>): string[] {
   )
 }
 
+beforeAll(() => buildCli())
+
 describe.each(cases)('golden %s', (name) => {
   const c = loadCase(name)
   let model: InstrumentedModel
@@ -108,9 +110,9 @@ describe.each(cases)('golden %s', (name) => {
     const runs: [string, string[]][] = [['clean', []], ...Object.entries(c.ablations).map(([a, spec]): [string, string[]] => [a, cliFlags(spec)])]
     for (const [label, flags] of runs) {
       const out = join(work, `${label}.safetensors`)
-      const r = runCli(['inspect', '--model', c.dir, '--input-ids', idsFile, '--out', out, '--threads', '1', ...flags])
+      const r = runCli(['inspect', '--model', c.dir, '--input-ids', idsFile, '--out', out, '--threads', '1', ...flags], process.cwd())
       expect(r.stderr).toBe('')
-      expect(r.code).toBe(0)
+      expect(r.status).toBe(0)
       const got = readSafetensors(out) as Map<string, { shape: number[]; data: Float32Array }>
       const expectedNames = ['logits', 'loss', 'entropy', 'ln_final.hook_scale']
       for (let l = 0; l < c.nLayers; l++) expectedNames.push(site.mlpPre(l), site.mlpPost(l))

@@ -59,6 +59,13 @@ export function findCheckpoint(dir: string): { layout: Layout; path: string } {
   throw new UserError(`${dir}: no model.safetensors or pytorch_model.bin found (expected a Hugging Face checkpoint directory)`)
 }
 
+/** Every file a model directory's weights come from (config.json, the checkpoint, its shards): what a stage hashes. */
+export function checkpointFiles(dir: string): string[] {
+  const { layout, path } = findCheckpoint(dir)
+  const shards = layout.sharded ? [...readIndex(path).keys()].map((shard) => join(dirname(path), shard)) : []
+  return [join(dir, 'config.json'), path, ...shards]
+}
+
 function readFile(path: string, format: Layout['format'], seen?: Set<string>): StateDict {
   const keep = (name: string, dtype: string) => {
     seen?.add(name)

@@ -3,8 +3,10 @@
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { expect, test } from 'vitest'
-import { runCli } from '../helpers/cli.js'
+import { beforeAll, expect, test } from 'vitest'
+import { buildCli, runCli } from '../helpers/cli.js'
+
+beforeAll(() => buildCli())
 
 const GPT2 = 'test/fixtures/golden/gpt2-tiny'
 const work = mkdtempSync(join(tmpdir(), 'seedscope-errors-'))
@@ -92,9 +94,9 @@ const cases: { name: string; model: () => string; ids?: () => string; message: R
 
 test.each(cases)('$name', ({ name, model, ids, message }) => {
   const extra = name === 'a neuron the model does not have' ? ['--zero', '5.3'] : []
-  const r = runCli(['inspect', '--model', model(), '--input-ids', ids ? ids() : goodIds, '--out', join(work, 'out.safetensors'), ...extra])
-  expect(r.code).not.toBe(0)
-  expect(r.code).not.toBe(2) // 2 means an internal error (a bug), not a user error
+  const r = runCli(['inspect', '--model', model(), '--input-ids', ids ? ids() : goodIds, '--out', join(work, 'out.safetensors'), ...extra], process.cwd())
+  expect(r.status).not.toBe(0)
+  expect(r.status).not.toBe(2) // 2 means an internal error (a bug), not a user error
   const lines = r.stderr.trim().split('\n')
   expect(lines, r.stderr).toHaveLength(1)
   expect(lines[0]).toMatch(/^seedscope: /)

@@ -1,0 +1,64 @@
+import { mkdtempSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { describe, expect, test } from 'vitest'
+import { readActivationBlock, readActivationShardInfo, toFloat16Bits, writeActivationShard, type ShardLayout } from './activation-store.js'
+import { decodeF16 } from './safetensors-dtypes.js'
+
+const dir = mkdtempSync(join(tmpdir(), 'seedscope-acts-'))
+
+function layout(dtype: ShardLayout['dtype']): { layout: ShardLayout; acts: Float32Array } {
+  const rows = [4, 5, 9]
+  const positions = 7
+  const valid = new Uint8Array(rows.length * positions).map((_, i) => (i % positions === 0 || i % 5 === 3 ? 0 : 1))
+  const tokens = valid.reduce((a, b) => a + b, 0)
+  const nLayers = 3
+  const dMlp = 200 // 600 neurons: three row groups, the last one partial
+  const acts = new Float32Array(nLayers * dMlp * tokens).map((_, i) => Math.sin(i * 0.37) * 7 + (i % 11) / 3)
+  return { layout: { nLayers, dMlp, rows, positions, valid, dtype, site: 'blocks.{l}.mlp.hook_post' }, acts }
+}
+
+describe.each(['float32', 'float16'] as const)('activation shard (%s)', (dtype) => {
+  test('round trip: metadata, every block, any neuron range', async () => {
+    const { layout: l, acts } = layout(dtype)
+    const path = join(dir, `${dtype}.parquet`)
+    const written = writeActivationShard(path, l, acts)
+    expect(written.bytes).toBeGreaterThan(0)
+    const info = await readActivationShardInfo(path)
+    expect(info.rows).toEqual(l.rows)
+    expect([...info.valid]).toEqual([...l.valid])
+    expect(info.tokens).toBe(l.valid.reduce((a, b) => a + b, 0))
+    for (const [start, end] of [[0, 600], [250, 262], [599, 600]]) {
+      const block = await readActivationBlock(path, info, start, end)
+      for (let i = 0; i < block.length; i++) {
+        const expected = acts[start * info.tokens + i]
+        const want = dtype === 'float32' ? expected : decodeF16(Uint16Array.of(toFloat16Bits(expected)))[0]
+        expect(block[i]).toBe(Math.fround(want))
+      }
+    }
+  })
+})
+
+test('float16 storage refuses values it cannot hold instead of writing Inf', () => {
+  const { layout: l, acts } = layout('float16')
+  acts[5] = 70000
+  expect(() => writeActivationShard(join(dir, 'overflow.parquet'), l, acts)).toThrow(/does not fit float16.*extract\.dtype: float32/)
+})
+
+test('float16 conversion rounds to the nearest representable value (ties to even)', () => {
+  const decode = (bits: number) => decodeF16(Uint16Array.of(bits))[0]
+  for (let i = 0; i < 20000; i++) {
+    const x = Math.fround((Math.random() - 0.5) * 2 ** (Math.random() * 40 - 26))
+    const bits = toFloat16Bits(x)
+    const err = Math.abs(decode(bits) - x)
+    for (const neighbour of [bits - 1, bits + 1]) {
+      if ((neighbour & 0x7c00) === 0x7c00 || neighbour < 0 || (neighbour ^ bits) & 0x8000) continue
+      expect(err).toBeLessThanOrEqual(Math.abs(decode(neighbour) - x))
+    }
+  }
+  expect(toFloat16Bits(1 + 2 ** -11)).toBe(0x3c00) // tie → even mantissa
+  expect(toFloat16Bits(1 + 3 * 2 ** -11)).toBe(0x3c02)
+  expect(toFloat16Bits(2 ** -24)).toBe(1) // smallest subnormal
+  expect(toFloat16Bits(65504)).toBe(0x7bff)
+  expect(toFloat16Bits(-0)).toBe(0x8000)
+})

@@ -1,0 +1,199 @@
+// Activation shards: one Parquet file per (seed, shard of token rows), neuron-major, so the correlation stage
+// reads a block of neurons × tokens as one contiguous row group at GEMM speed.
+//
+// Layout (chosen by measurement, see README "Libraries"): one row per neuron with columns `layer` INT32,
+// `neuron` INT32 and `acts` BYTE_ARRAY = the neuron's activation at every valid token of the shard, as a
+// little-endian float32 (or IEEE float16) blob; one row group per block of 256 neurons. Which token positions
+// are valid (SPEC §2: not BOS, not a skipped token) is stored once per shard, in the key-value metadata, as the
+// shard's row numbers and a bitmask over (row, position).
+import { decodeF16 } from './safetensors-dtypes.js'
+import { readTable, readTableInfo, TableWriter } from './tables.js'
+
+export const NEURONS_PER_GROUP = 256
+const FLOAT16_MAX = 65504
+
+export type ActivationDtype = 'float32' | 'float16'
+
+export interface ShardLayout {
+  nLayers: number
+  dMlp: number
+  rows: readonly number[] // token-row numbers (rows.parquet `row`) in shard order
+  positions: number // tokens per row (ctx)
+  valid: Uint8Array // [rows · positions], 1 where the token enters correlation
+  dtype: ActivationDtype
+  site: string // e.g. blocks.{l}.mlp.hook_post
+}
+
+export interface ShardInfo extends ShardLayout {
+  tokens: number // valid tokens = length of each neuron's blob
+}
+
+/**
+ * Write `acts` ([neurons = nLayers·d_mlp, valid tokens], neuron-major) as one shard. Float16 storage refuses
+ * values it cannot represent instead of writing ±Inf (the reference study lost data that way).
+ */
+export function writeActivationShard(path: string, layout: ShardLayout, acts: Float32Array): { bytes: number; sha256: string } {
+  const neurons = layout.nLayers * layout.dMlp
+  const tokens = countValid(layout.valid)
+  if (acts.length !== neurons * tokens) throw new Error(`activation shard ${path}: ${acts.length} values for ${neurons} neurons × ${tokens} tokens`)
+  if (layout.dtype === 'float16') checkFloat16Range(acts, tokens, layout.dMlp, path)
+  const writer = new TableWriter(path, {
+    columns: [
+      { name: 'layer', type: 'INT32' },
+      { name: 'neuron', type: 'INT32' },
+      { name: 'acts', type: 'BYTE_ARRAY' },
+    ],
+    metadata: {
+      'seedscope.site': layout.site,
+      'seedscope.dtype': layout.dtype,
+      'seedscope.n_layers': String(layout.nLayers),
+      'seedscope.d_mlp': String(layout.dMlp),
+      'seedscope.tokens': String(tokens),
+      'seedscope.positions': String(layout.positions),
+      'seedscope.rows': JSON.stringify(layout.rows),
+      'seedscope.valid': Buffer.from(packBits(layout.valid)).toString('base64'),
+      'seedscope.layout': 'one row per neuron; acts = little-endian blob of the valid tokens in (row, position) order',
+    },
+  })
+  try {
+    for (let start = 0; start < neurons; start += NEURONS_PER_GROUP) {
+      const end = Math.min(neurons, start + NEURONS_PER_GROUP)
+      const layer = new Int32Array(end - start)
+      const neuron = new Int32Array(end - start)
+      const blobs: Uint8Array[] = []
+      for (let g = start; g < end; g++) {
+        layer[g - start] = Math.floor(g / layout.dMlp)
+        neuron[g - start] = g % layout.dMlp
+        const values = acts.subarray(g * tokens, (g + 1) * tokens)
+        blobs.push(layout.dtype === 'float16' ? float16Bytes(values) : littleEndianFloat32(values))
+      }
+      writer.append({ layer, neuron, acts: blobs })
+    }
+  } catch (error) {
+    writer.abort()
+    throw error
+  }
+  return writer.close()
+}
+
+export async function readActivationShardInfo(path: string): Promise<ShardInfo> {
+  const info = await readTableInfo(path)
+  const m = info.metadata
+  const rows = JSON.parse(m['seedscope.rows']) as number[]
+  const positions = Number(m['seedscope.positions'])
+  return {
+    nLayers: Number(m['seedscope.n_layers']),
+    dMlp: Number(m['seedscope.d_mlp']),
+    rows,
+    positions,
+    valid: unpackBits(Buffer.from(m['seedscope.valid'], 'base64'), rows.length * positions),
+    dtype: m['seedscope.dtype'] as ActivationDtype,
+    site: m['seedscope.site'],
+    tokens: Number(m['seedscope.tokens']),
+  }
+}
+
+/** Neurons [start, end) (global indices l·d_mlp + n) of a shard: [end − start, tokens], neuron-major. */
+export async function readActivationBlock(path: string, info: ShardInfo, start: number, end: number): Promise<Float32Array> {
+  const records = await readTable(path, { columns: ['acts'], rowStart: start, rowEnd: end })
+  const out = new Float32Array((end - start) * info.tokens)
+  records.forEach((record, i) => {
+    const blob = record.acts as Uint8Array
+    const values = info.dtype === 'float16' ? fromFloat16Bytes(blob) : fromLittleEndianFloat32(blob)
+    if (values.length !== info.tokens) throw new Error(`${path}: neuron ${start + i} holds ${values.length} values, expected ${info.tokens}`)
+    out.set(values, i * info.tokens)
+  })
+  return out
+}
+
+export function countValid(valid: Uint8Array): number {
+  let n = 0
+  for (let i = 0; i < valid.length; i++) n += valid[i]
+  return n
+}
+
+function packBits(valid: Uint8Array): Uint8Array {
+  const out = new Uint8Array(Math.ceil(valid.length / 8))
+  for (let i = 0; i < valid.length; i++) if (valid[i]) out[i >> 3] |= 1 << (i & 7)
+  return out
+}
+
+function unpackBits(bits: Uint8Array, n: number): Uint8Array {
+  const out = new Uint8Array(n)
+  for (let i = 0; i < n; i++) out[i] = (bits[i >> 3] >> (i & 7)) & 1
+  return out
+}
+
+// Typed arrays use the platform's byte order; Parquet blobs are little-endian (as are all machines we run on,
+// but say so rather than assume it).
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1
+
+function littleEndianFloat32(values: Float32Array): Uint8Array {
+  if (LITTLE_ENDIAN) return new Uint8Array(values.buffer, values.byteOffset, values.byteLength)
+  const out = new Uint8Array(values.length * 4)
+  const view = new DataView(out.buffer)
+  values.forEach((v, i) => view.setFloat32(i * 4, v, true))
+  return out
+}
+
+function fromLittleEndianFloat32(bytes: Uint8Array): Float32Array {
+  if (LITTLE_ENDIAN && bytes.byteOffset % 4 === 0) return new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4)
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+  return Float32Array.from({ length: bytes.byteLength / 4 }, (_, i) => view.getFloat32(i * 4, true))
+}
+
+function checkFloat16Range(acts: Float32Array, tokens: number, dMlp: number, path: string): void {
+  for (let i = 0; i < acts.length; i++) {
+    if (!(Math.abs(acts[i]) <= FLOAT16_MAX)) {
+      const neuron = Math.floor(i / tokens)
+      throw new Error(
+        `${path}: activation ${acts[i]} of neuron ${Math.floor(neuron / dMlp)}.${neuron % dMlp} does not fit float16 ` +
+          `(|x| ≤ 65504); set extract.dtype: float32`,
+      )
+    }
+  }
+}
+
+const f32 = new Float32Array(1)
+const u32 = new Uint32Array(f32.buffer)
+
+/** float32 → IEEE binary16 bits, round to nearest even (subnormals included). */
+export function toFloat16Bits(value: number): number {
+  f32[0] = value
+  const x = u32[0]
+  const sign = (x >>> 16) & 0x8000
+  const exponent = (x >>> 23) & 0xff
+  let mantissa = x & 0x7fffff
+  if (exponent === 0xff) return sign | 0x7c00 | (mantissa ? 0x200 : 0)
+  let e = exponent - 127 + 15
+  if (e >= 0x1f) return sign | 0x7c00
+  if (e <= 0) {
+    if (e < -10) return sign
+    mantissa |= 0x800000
+    const shift = 14 - e
+    const half = 1 << (shift - 1)
+    let bits = mantissa >>> shift
+    const rest = mantissa & ((1 << shift) - 1)
+    if (rest > half || (rest === half && bits & 1)) bits++
+    return sign | bits
+  }
+  let bits = (e << 10) | (mantissa >>> 13)
+  const rest = mantissa & 0x1fff
+  if (rest > 0x1000 || (rest === 0x1000 && bits & 1)) bits++
+  return sign | bits
+}
+
+function float16Bytes(values: Float32Array): Uint8Array {
+  const out = new Uint8Array(values.length * 2)
+  for (let i = 0; i < values.length; i++) {
+    const h = toFloat16Bits(values[i])
+    out[2 * i] = h & 0xff
+    out[2 * i + 1] = h >>> 8
+  }
+  return out
+}
+
+function fromFloat16Bytes(bytes: Uint8Array): Float32Array {
+  const bits = bytes.byteOffset % 2 === 0 ? new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 2) : new Uint16Array(bytes.slice().buffer)
+  return decodeF16(bits)
+}

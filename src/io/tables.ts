@@ -1,0 +1,244 @@
+// Parquet tables: every seedscope output table is written and read here, with hyparquet-writer and hyparquet.
+// A table is a list of typed columns plus string key-value metadata; writes are atomic (temp file, fsync,
+// rename), and a streaming writer puts one row group on disk per `append`, so memory holds one group at most.
+import { createHash } from 'node:crypto'
+import { closeSync, fsyncSync, mkdirSync, openSync, rmSync, writeSync } from 'node:fs'
+import { dirname } from 'node:path'
+import { asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects, parquetSchema } from 'hyparquet'
+import type { FileMetaData, SchemaElement } from 'hyparquet'
+import { ByteWriter, ParquetWriter } from 'hyparquet-writer'
+import { commitTemporary, temporaryPath } from './atomic-write.js'
+
+/**
+ * Column types seedscope uses. `INT32_LIST` is a Parquet LIST of int32 (one JS array per row); `BYTE_ARRAY`
+ * holds raw bytes (for example a little-endian int32 blob, see `int32Blob`).
+ */
+export type ColumnType = 'INT32' | 'INT64' | 'FLOAT' | 'DOUBLE' | 'BOOLEAN' | 'STRING' | 'BYTE_ARRAY' | 'INT32_LIST'
+
+export interface ColumnSpec {
+  name: string
+  type: ColumnType
+  nullable?: boolean // may hold null (default false)
+}
+
+export interface TableSpec {
+  columns: readonly ColumnSpec[]
+  metadata?: Record<string, string> // Parquet key-value metadata, written in key order (default none)
+}
+
+/** Column values by name: typed arrays or plain arrays, all of one length. */
+export type ColumnValues = Record<string, ArrayLike<unknown>>
+
+// hyparquet-writer stamps created_by into the footer; a fixed string keeps outputs byte-identical across runs.
+const CREATED_BY = 'seedscope (hyparquet-writer)'
+
+/**
+ * Writes one Parquet table incrementally: each `append` becomes one row group, flushed to a temporary file
+ * at once; `close` writes the footer and renames the file into place. Until then `path` is untouched.
+ */
+export class TableWriter {
+  readonly path: string
+  rowCount = 0
+  private readonly spec: TableSpec
+  private readonly tmp: string
+  private readonly sink: FileSink
+  private readonly parquet: ParquetWriter
+  private closed = false
+
+  constructor(path: string, spec: TableSpec) {
+    this.path = path
+    this.spec = spec
+    mkdirSync(dirname(path), { recursive: true })
+    this.tmp = temporaryPath(path)
+    this.sink = new FileSink(this.tmp)
+    this.parquet = new ParquetWriter({
+      writer: this.sink,
+      schema: schemaOf(spec.columns),
+      kvMetadata: Object.keys(spec.metadata ?? {})
+        .sort()
+        .map((key) => ({ key, value: spec.metadata![key] })),
+      createdBy: CREATED_BY,
+    })
+  }
+
+  /** Append rows (one row group). Every column of the spec must be present, all of the same length. */
+  append(values: ColumnValues): void {
+    const lengths = this.spec.columns.map((column) => {
+      const data = values[column.name]
+      if (data === undefined) throw new Error(`table ${this.path}: column ${column.name} missing from append`)
+      return data.length
+    })
+    const n = lengths[0] ?? 0
+    if (lengths.some((length) => length !== n)) {
+      throw new Error(`table ${this.path}: columns have different lengths (${lengths.join(', ')})`)
+    }
+    if (n === 0) return
+    this.parquet.write({
+      columnData: this.spec.columns.map((column) => ({ name: column.name, data: values[column.name] as never })),
+      rowGroupSize: n,
+    })
+    this.rowCount += n
+  }
+
+  /** Finish the file and move it into place; returns its size and sha256 (hashed as it was written). */
+  close(): { bytes: number; sha256: string } {
+    if (this.closed) throw new Error(`table ${this.path}: closed twice`)
+    this.closed = true
+    try {
+      this.parquet.finish()
+    } catch (error) {
+      rmSync(this.tmp, { force: true })
+      throw error
+    }
+    commitTemporary(this.tmp, this.path)
+    return { bytes: this.sink.offset, sha256: this.sink.hash.digest('hex') }
+  }
+
+  /** Drop the partial file; `path` keeps whatever it held before. */
+  abort(): void {
+    if (this.closed) return
+    this.closed = true
+    this.sink.discard()
+  }
+}
+
+/** Write a whole table at once, atomically; returns its size and sha256. */
+export function writeTable(path: string, spec: TableSpec, values: ColumnValues): { bytes: number; sha256: string } {
+  const writer = new TableWriter(path, spec)
+  try {
+    writer.append(values)
+  } catch (error) {
+    writer.abort()
+    throw error
+  }
+  return writer.close()
+}
+
+export interface TableInfo {
+  numRows: number
+  columns: string[]
+  metadata: Record<string, string>
+  rowGroups: { rowStart: number; rowEnd: number }[]
+}
+
+/** Read a table's footer: row count, column names, key-value metadata and row-group boundaries. */
+export async function readTableInfo(path: string): Promise<TableInfo> {
+  const metadata = await readFooter(path)
+  return describe(metadata)
+}
+
+export interface ReadTableOptions {
+  columns?: string[] // columns to read (default all)
+  rowStart?: number // first row, inclusive (default 0)
+  rowEnd?: number // last row, exclusive (default the end)
+}
+
+/**
+ * Read rows as objects. BYTE_ARRAY columns come back as Uint8Array, STRING columns as strings, INT64 as
+ * bigint, lists as arrays. Reads only the row groups the range touches.
+ */
+export async function readTable(path: string, options: ReadTableOptions = {}): Promise<Record<string, unknown>[]> {
+  const file = await asyncBufferFromFile(path)
+  const metadata = await readFooter(path)
+  return parquetReadObjects({
+    file,
+    metadata,
+    columns: options.columns,
+    rowStart: options.rowStart,
+    rowEnd: options.rowEnd,
+    utf8: false, // STRING columns are still decoded (by their converted type); raw BYTE_ARRAY stays bytes
+  })
+}
+
+/** Little-endian int32 bytes of `values` (the layout of token blobs). */
+export function int32Blob(values: ArrayLike<number>): Uint8Array {
+  const out = new Uint8Array(values.length * 4)
+  const view = new DataView(out.buffer)
+  for (let i = 0; i < values.length; i++) view.setInt32(i * 4, values[i], true)
+  return out
+}
+
+/** Inverse of `int32Blob`. */
+export function readInt32Blob(bytes: Uint8Array): Int32Array {
+  if (bytes.length % 4 !== 0) throw new Error(`int32 blob of ${bytes.length} bytes is not a multiple of 4`)
+  const out = new Int32Array(bytes.length / 4)
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+  for (let i = 0; i < out.length; i++) out[i] = view.getInt32(i * 4, true)
+  return out
+}
+
+async function readFooter(path: string): Promise<FileMetaData> {
+  const file = await asyncBufferFromFile(path)
+  return parquetMetadataAsync(file)
+}
+
+function describe(metadata: FileMetaData): TableInfo {
+  const rowGroups: TableInfo['rowGroups'] = []
+  let rowStart = 0
+  for (const group of metadata.row_groups) {
+    const rowEnd = rowStart + Number(group.num_rows)
+    rowGroups.push({ rowStart, rowEnd })
+    rowStart = rowEnd
+  }
+  return {
+    numRows: Number(metadata.num_rows),
+    columns: parquetSchema(metadata).children.map((child) => child.element.name),
+    metadata: Object.fromEntries((metadata.key_value_metadata ?? []).map(({ key, value }) => [key, value ?? ''])),
+    rowGroups,
+  }
+}
+
+function schemaOf(columns: readonly ColumnSpec[]): SchemaElement[] {
+  const schema: SchemaElement[] = [{ name: 'root', num_children: columns.length }]
+  for (const { name, type, nullable = false } of columns) {
+    const repetition_type = nullable ? 'OPTIONAL' : 'REQUIRED'
+    if (type === 'INT32_LIST') {
+      // The standard three-level LIST: <name> (LIST) → repeated group list → element.
+      schema.push(
+        { name, repetition_type, converted_type: 'LIST', num_children: 1 },
+        { name: 'list', repetition_type: 'REPEATED', num_children: 1 },
+        { name: 'element', type: 'INT32', repetition_type: 'REQUIRED' },
+      )
+    } else if (type === 'STRING') {
+      schema.push({ name, type: 'BYTE_ARRAY', converted_type: 'UTF8', repetition_type })
+    } else {
+      schema.push({ name, type, repetition_type })
+    }
+  }
+  return schema
+}
+
+/** hyparquet-writer's byte buffer, emptied into a file descriptor after every row group. */
+class FileSink extends ByteWriter {
+  readonly hash = createHash('sha256')
+  private fd: number | undefined
+  private readonly path: string
+
+  constructor(path: string) {
+    super(1 << 20)
+    this.path = path
+    this.fd = openSync(path, 'w')
+  }
+
+  flush(): void {
+    if (this.fd === undefined) throw new Error(`${this.path}: write after close`)
+    const bytes = new Uint8Array(this.buffer, 0, this.index)
+    this.hash.update(bytes)
+    let written = 0
+    while (written < bytes.length) written += writeSync(this.fd, bytes, written, bytes.length - written)
+    this.index = 0
+  }
+
+  override finish(): void {
+    this.flush()
+    fsyncSync(this.fd!)
+    closeSync(this.fd!)
+    this.fd = undefined
+  }
+
+  discard(): void {
+    if (this.fd !== undefined) closeSync(this.fd)
+    this.fd = undefined
+    rmSync(this.path, { force: true })
+  }
+}

@@ -1,0 +1,74 @@
+// Runs an instrumented model in a worker thread: onnxruntime's run() blocks the thread that calls it, so a stage
+// that wants progress bars, Ctrl-C and several models at once keeps inference off the main thread.
+// When the compiled worker script is absent (tests that run the TypeScript sources directly), the model runs
+// in this thread instead: same results, only without the parallelism.
+import { existsSync } from 'node:fs'
+import { UserError } from '../errors.js'
+import { fileURLToPath } from 'node:url'
+import { Worker } from 'node:worker_threads'
+import { type InstrumentedModel, loadInstrumentedModel, type TokenBatch } from './instrumented.js'
+import type { ModelConfig } from './hf-config.js'
+import type { OutputTensor, SessionOptions } from './runtime.js'
+import type { OutputRequest } from './sites.js'
+import type { WorkerReply, WorkerRequest } from './model-worker-thread.js'
+
+export interface ModelRunner {
+  readonly config: Pick<ModelConfig, 'shape' | 'bosTokenId' | 'eosTokenId'>
+  run(tokens: TokenBatch): Promise<Record<string, OutputTensor>>
+  close(): Promise<void>
+}
+
+const WORKER_SCRIPT = new URL('./model-worker-thread.js', import.meta.url)
+
+/** Load `dir` with the requested outputs in a worker thread (or in this thread when no worker script exists). */
+export async function startModelRunner(dir: string, request: OutputRequest, options: SessionOptions = {}): Promise<ModelRunner> {
+  if (!existsSync(fileURLToPath(WORKER_SCRIPT))) return inThread(await loadInstrumentedModel(dir, request, options))
+  const worker = new Worker(WORKER_SCRIPT)
+  const calls = new Map<number, { resolve: (r: WorkerReply) => void; reject: (e: Error) => void }>()
+  let next = 0
+  let broken: Error | undefined
+  const fail = (error: Error) => {
+    broken = error
+    for (const call of calls.values()) call.reject(error)
+    calls.clear()
+  }
+  worker.on('message', (reply: WorkerReply) => {
+    const call = calls.get(reply.id)
+    calls.delete(reply.id)
+    if (!call) return
+    if (reply.kind === 'error') call.reject(reviveError(reply))
+    else call.resolve(reply)
+  })
+  worker.on('error', fail)
+  worker.on('exit', (code) => fail(new Error(`model worker exited with code ${code}`)))
+  const ask = (request: WorkerRequest, transfer: ArrayBuffer[] = []) =>
+    new Promise<WorkerReply>((resolve, reject) => {
+      if (broken) return reject(broken)
+      calls.set(request.id, { resolve, reject })
+      worker.postMessage(request, transfer)
+    })
+
+  const loaded = await ask({ kind: 'load', id: next++, dir, request, options })
+  if (loaded.kind !== 'loaded') throw new Error('model worker: unexpected reply to load')
+  return {
+    config: loaded.config,
+    async run(tokens) {
+      const reply = await ask({ kind: 'run', id: next++, tokens })
+      if (reply.kind !== 'outputs') throw new Error('model worker: unexpected reply to run')
+      return reply.outputs
+    },
+    async close() {
+      worker.removeAllListeners('exit')
+      await worker.terminate()
+    },
+  }
+}
+
+function inThread(model: InstrumentedModel): ModelRunner {
+  return { config: model.config, run: (tokens) => model.run(tokens), close: () => model.release() }
+}
+
+/** Errors cross the thread boundary as plain data; a UserError must stay a UserError (one line, no stack). */
+function reviveError(reply: Extract<WorkerReply, { kind: 'error' }>): Error {
+  return reply.user ? new UserError(reply.message) : Object.assign(new Error(reply.message), { stack: reply.stack })
+}

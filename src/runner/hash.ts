@@ -1,0 +1,70 @@
+// Content hashes for the runner: a unit's key, files by sha256, and a cache so multi-gigabyte checkpoints and
+// corpora are hashed once, not at every `run` and `status`.
+import { createHash } from 'node:crypto'
+import { readFileSync } from 'node:fs'
+import { stat } from 'node:fs/promises'
+import { writeFileAtomic } from '../io/atomic-write.js'
+import { hashFile } from '../io/file-hash.js'
+
+/** sha256 (hex) of a JSON value with object keys sorted, so equal values hash equally whatever their key order. */
+export function hashJson(value: unknown): string {
+  return createHash('sha256').update(canonicalJson(value)).digest('hex')
+}
+
+export function canonicalJson(value: unknown): string {
+  return JSON.stringify(value, (_key, v: unknown) =>
+    v !== null && typeof v === 'object' && !Array.isArray(v)
+      ? Object.fromEntries(Object.entries(v as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
+      : v,
+  )
+}
+
+/** sha256 (hex) of a file's bytes (streamed by src/io/file-hash.ts, so the event loop and progress keep moving). */
+export async function sha256OfFile(path: string): Promise<string> {
+  return (await hashFile(path)).sha256
+}
+
+interface CachedHash {
+  size: number
+  mtimeMs: number
+  sha256: string
+}
+
+/**
+ * sha256 of input files outside output_dir, remembered by (path, size, mtime) in a JSON file. An edit that keeps
+ * both size and mtime goes unnoticed; that is the price of not reading 500 MB checkpoints at every status.
+ */
+export class FileHashCache {
+  private entries: Record<string, CachedHash>
+  private dirty = false
+
+  constructor(
+    private readonly file: string, // e.g. <output_dir>/.cache/file-hashes.json
+    private readonly onHashing?: (path: string, bytes: number) => void, // told before a file is read in full
+  ) {
+    try {
+      this.entries = JSON.parse(readFileSync(file, 'utf8')) as Record<string, CachedHash>
+    } catch {
+      this.entries = {} // absent or unreadable: the cache only saves time, so start empty
+    }
+  }
+
+  /** The file's sha256; throws ENOENT-style errors for missing files. */
+  async hash(path: string): Promise<string> {
+    const { size, mtimeMs } = await stat(path)
+    const cached = this.entries[path]
+    if (cached && cached.size === size && cached.mtimeMs === mtimeMs) return cached.sha256
+    this.onHashing?.(path, size)
+    const sha256 = await sha256OfFile(path)
+    this.entries[path] = { size, mtimeMs, sha256 }
+    this.dirty = true
+    return sha256
+  }
+
+  /** Write new entries back (atomically); a no-op when nothing was hashed. */
+  save(): void {
+    if (!this.dirty) return
+    writeFileAtomic(this.file, JSON.stringify(this.entries, null, 1) + '\n')
+    this.dirty = false
+  }
+}

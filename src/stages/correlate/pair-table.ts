@@ -1,0 +1,100 @@
+// correlate/<a>--<b>.parquet: one row per neuron of either seed with its best partner in the other seed
+// (max_corr and its argmax) and its rotation baseline, both directions of one pair in one table.
+import { readTable, readTableInfo, writeTable } from '../../io/tables.js'
+import type { BaselineMaxima } from '../../stats/baseline.js'
+import type { Maxima, PairMaxima } from '../../stats/maxima.js'
+import type { RotationKind } from '../../stats/rotation.js'
+import type { PairUnit } from './index.js'
+import type { ModelLayout } from './pair-sums.js'
+
+export interface PairResults {
+  layoutA: ModelLayout
+  layoutB: ModelLayout
+  tokens: number
+  rotation: { kind: RotationKind; seeds: Record<string, number> }
+  maxima: PairMaxima
+  baselineA: BaselineMaxima
+  baselineB: BaselineMaxima
+}
+
+export function writePairTable(path: string, u: PairUnit, r: PairResults): void {
+  const sides = [
+    { seed: u.a, other: u.b, layout: r.layoutA, otherLayout: r.layoutB, maxima: r.maxima.rows, baseline: r.baselineA.value },
+    { seed: u.b, other: u.a, layout: r.layoutB, otherLayout: r.layoutA, maxima: r.maxima.cols, baseline: r.baselineB.value },
+  ]
+  const columns: Record<string, unknown[]> = { seed: [], layer: [], neuron: [], other: [], max_corr: [], max_layer: [], max_neuron: [], baseline: [] }
+  for (const side of sides) appendSide(columns, side)
+  writeTable(
+    path,
+    {
+      columns: [
+        { name: 'seed', type: 'STRING' },
+        { name: 'layer', type: 'INT32' },
+        { name: 'neuron', type: 'INT32' },
+        { name: 'other', type: 'STRING' },
+        { name: 'max_corr', type: 'DOUBLE' },
+        { name: 'max_layer', type: 'INT32' },
+        { name: 'max_neuron', type: 'INT32' },
+        { name: 'baseline', type: 'DOUBLE' },
+      ],
+      metadata: {
+        'seedscope.tokens': String(r.tokens),
+        'seedscope.baseline': `${r.rotation.kind} rotation per layer of the other seed; rotation seeds ${JSON.stringify(r.rotation.seeds)}`,
+        'seedscope.columns': 'max_corr: max Pearson r over every neuron of every layer of `other` (NaN for a dead neuron); max_layer/max_neuron: its argmax (-1 with NaN); baseline: the same max against the rotated layers',
+      },
+    },
+    {
+      ...columns,
+      layer: Int32Array.from(columns.layer as number[]),
+      neuron: Int32Array.from(columns.neuron as number[]),
+      max_corr: Float64Array.from(columns.max_corr as number[]),
+      max_layer: Int32Array.from(columns.max_layer as number[]),
+      max_neuron: Int32Array.from(columns.max_neuron as number[]),
+      baseline: Float64Array.from(columns.baseline as number[]),
+    },
+  )
+}
+
+function appendSide(
+  columns: Record<string, unknown[]>,
+  side: { seed: string; other: string; layout: ModelLayout; otherLayout: ModelLayout; maxima: Maxima; baseline: Float64Array },
+): void {
+  const n = side.layout.nLayers * side.layout.dMlp
+  for (let g = 0; g < n; g++) {
+    const partner = side.maxima.index[g]
+    columns.seed.push(side.seed)
+    columns.layer.push(Math.floor(g / side.layout.dMlp))
+    columns.neuron.push(g % side.layout.dMlp)
+    columns.other.push(side.other)
+    columns.max_corr.push(side.maxima.value[g])
+    columns.max_layer.push(partner < 0 ? -1 : Math.floor(partner / side.otherLayout.dMlp))
+    columns.max_neuron.push(partner < 0 ? -1 : partner % side.otherLayout.dMlp)
+    columns.baseline.push(side.baseline[g])
+  }
+}
+
+export interface PairSide {
+  other: string
+  layer: Int32Array
+  neuron: Int32Array
+  maxCorr: Float64Array
+  maxLayer: Int32Array
+  maxNeuron: Int32Array
+  baseline: Float64Array
+}
+
+/** The rows of `seed` in one pair table, in (layer, neuron) order. */
+export async function readPairSide(path: string, seed: string): Promise<PairSide & { tokens: number }> {
+  const info = await readTableInfo(path)
+  const rows = (await readTable(path)).filter((r) => r.seed === seed)
+  return {
+    other: rows[0]?.other as string,
+    tokens: Number(info.metadata['seedscope.tokens']),
+    layer: Int32Array.from(rows, (r) => r.layer as number),
+    neuron: Int32Array.from(rows, (r) => r.neuron as number),
+    maxCorr: Float64Array.from(rows, (r) => (r.max_corr as number | null) ?? NaN),
+    maxLayer: Int32Array.from(rows, (r) => r.max_layer as number),
+    maxNeuron: Int32Array.from(rows, (r) => r.max_neuron as number),
+    baseline: Float64Array.from(rows, (r) => (r.baseline as number | null) ?? NaN),
+  }
+}

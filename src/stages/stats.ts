@@ -1,0 +1,135 @@
+// The stats stage (SPEC §4): merge each seed's per-shard statistics exactly (Pébay moment merging, histogram
+// sums, top-k merge) into one table per seed: stats/<seed>.parquet (a row per neuron: moments of hook_pre,
+// activation frequency, the study's binned moments and 256-edge histogram) and stats/<seed>.top.parquet
+// (the top-k activating tokens of the site, a row per neuron × rank).
+import type { PipelineConfig } from '../config.js'
+import { readModelConfig } from '../model/hf-config.js'
+import { writeTable } from '../io/tables.js'
+import type { Stage, Unit, UpstreamView } from '../runner/stage.js'
+import { binnedMoments, HISTOGRAM_BINS, NeuronMoments } from '../stats/moments.js'
+import { TopActivations } from '../stats/top-activations.js'
+import { shardStatsPath } from './extract/index.js'
+import { readShardStats } from './extract/shard-stats.js'
+
+interface SeedStatsUnit extends Unit {
+  seed: string
+  shards: number[] // extract shards of this seed, in order
+  dMlp: number
+}
+
+export const statsPath = (seed: string) => `stats/${seed}.parquet`
+export const topPath = (seed: string) => `stats/${seed}.top.parquet`
+
+export const stats: Stage<SeedStatsUnit, Record<string, never>> = {
+  name: 'stats',
+  version: 1,
+  needs: ['extract'],
+  work: 'shard',
+  params: () => ({}), // everything it depends on arrives through the extract outputs it reads
+  units: (cfg, upstream) => seedUnits(cfg, upstream),
+  outputs: (u) => [statsPath(u.seed), topPath(u.seed)],
+  inputs: (u) => ({ units: u.shards.map((s) => ({ stage: 'extract', unit: `${u.seed}/shard-${String(s).padStart(4, '0')}` })) }),
+  async run(u, ctx) {
+    ctx.progress.setTotal(u.shards.length)
+    let moments: NeuronMoments | undefined
+    let top: TopActivations | undefined
+    for (const shard of u.shards) {
+      const part = readShardStats(ctx.upstream.path(shardStatsPath(u.seed, shard)))
+      moments ??= new NeuronMoments(part.moments.nNeurons)
+      top ??= new TopActivations(part.top.nNeurons, part.top.k)
+      moments.merge(part.moments)
+      top.merge(part.top)
+      ctx.progress.advance(1)
+    }
+    if (!moments || !top) throw new Error(`stats ${u.seed}: no shards`)
+    writeNeuronStats(ctx.outputPath(statsPath(u.seed)), moments, u.dMlp)
+    writeTopActivations(ctx.outputPath(topPath(u.seed)), top, u.dMlp)
+  },
+}
+
+function seedUnits(cfg: PipelineConfig, upstream: UpstreamView): SeedStatsUnit[] {
+  const done = upstream.units('extract')
+  return cfg.seeds.flatMap((seed) => {
+    const shards = done.filter((u) => u.id.startsWith(`${seed.name}/`)).map((u) => Number(u.id.split('shard-')[1]))
+    return shards.length ? [{ id: seed.name, seed: seed.name, shards, dMlp: readModelConfig(seed.checkpoint).shape.dMlp }] : []
+  })
+}
+
+function layerAndNeuron(n: number, dMlp: number) {
+  return {
+    layer: Int32Array.from({ length: n }, (_, g) => Math.floor(g / dMlp)),
+    neuron: Int32Array.from({ length: n }, (_, g) => g % dMlp),
+  }
+}
+
+function writeNeuronStats(path: string, moments: NeuronMoments, dMlp: number): void {
+  const n = moments.nNeurons
+  const exact = moments.summary()
+  const histograms = Array.from({ length: n }, (_, g) => Array.from(moments.histogram(g)))
+  const binned = binnedMoments(moments.state().histogram, n)
+  const columns = [
+    ['layer', 'INT32'], ['neuron', 'INT32'], ['count', 'DOUBLE'], ['mean', 'DOUBLE'], ['variance', 'DOUBLE'],
+    ['skew', 'DOUBLE'], ['kurtosis', 'DOUBLE'], ['frequency', 'DOUBLE'], ['non_finite', 'DOUBLE'],
+    ['binned_mean', 'DOUBLE'], ['binned_variance', 'DOUBLE'], ['binned_skew', 'DOUBLE'], ['binned_kurtosis', 'DOUBLE'],
+    ['binned_sparsity', 'DOUBLE'], ['histogram', 'INT32_LIST'],
+  ] as const
+  writeTable(
+    path,
+    {
+      columns: columns.map(([name, type]) => ({ name, type })),
+      metadata: {
+        'seedscope.site': 'blocks.{l}.mlp.hook_pre',
+        'seedscope.histogram': `${HISTOGRAM_BINS} counts: x ≤ −10, then (edge[i−1], edge[i]] for torch.linspace(−10, 15, 256), then x > 15`,
+        'seedscope.moments': 'exact float64 streaming moments; kurtosis is not excess (Gaussian = 3); NaN where undefined',
+      },
+    },
+    {
+      ...layerAndNeuron(n, dMlp),
+      count: exact.count,
+      mean: exact.mean,
+      variance: exact.variance,
+      skew: exact.skew,
+      kurtosis: exact.kurtosis,
+      frequency: exact.frequency,
+      non_finite: exact.nonFinite,
+      binned_mean: binned.mean,
+      binned_variance: binned.variance,
+      binned_skew: binned.skew,
+      binned_kurtosis: binned.kurtosis,
+      binned_sparsity: binned.frequency,
+      histogram: histograms,
+    },
+  )
+}
+
+function writeTopActivations(path: string, top: TopActivations, dMlp: number): void {
+  const rows: { layer: number; neuron: number; rank: number; row: number; position: number; value: number }[] = []
+  for (let g = 0; g < top.nNeurons; g++) {
+    top.top(g).forEach((entry, rank) =>
+      rows.push({ layer: Math.floor(g / dMlp), neuron: g % dMlp, rank, row: entry.row, position: entry.pos, value: entry.value }),
+    )
+  }
+  const column = <K extends keyof (typeof rows)[number]>(key: K) => rows.map((r) => r[key])
+  writeTable(
+    path,
+    {
+      columns: [
+        { name: 'layer', type: 'INT32' },
+        { name: 'neuron', type: 'INT32' },
+        { name: 'rank', type: 'INT32' },
+        { name: 'row', type: 'INT32' },
+        { name: 'position', type: 'INT32' },
+        { name: 'value', type: 'DOUBLE' },
+      ],
+      metadata: { 'seedscope.top': 'per neuron the k largest site activations at valid positions; rank 0 is the largest' },
+    },
+    {
+      layer: Int32Array.from(column('layer')),
+      neuron: Int32Array.from(column('neuron')),
+      rank: Int32Array.from(column('rank')),
+      row: Int32Array.from(column('row')),
+      position: Int32Array.from(column('position')),
+      value: Float64Array.from(column('value')),
+    },
+  )
+}

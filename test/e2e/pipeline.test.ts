@@ -1,0 +1,218 @@
+// tokenize → extract → stats → correlate → universal through the real CLI on real text and three small GPT-2
+// checkpoints, every number checked against an independent computation: activations against `seedscope
+// inspect`, moments against a direct float64 pass, correlations, argmaxes and the rotation baseline against
+// brute-force float64 Pearson over the stored activations.
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { beforeAll, describe, expect, test } from 'vitest'
+import { readActivationBlock, readActivationShardInfo, type ShardInfo } from '../../src/io/activation-store.js'
+import { readSafetensors } from '../../src/io/safetensors.js'
+import { readTable } from '../../src/io/tables.js'
+import { rotationSeed } from '../../src/stages/correlate/pair-sums.js'
+import { readTokenRows } from '../../src/stages/tokenize/stage.js'
+import { rotationMatrix } from '../../src/stats/rotation.js'
+import { buildCli, runCli } from '../helpers/cli.js'
+import { TINY, writeTinyGpt2 } from '../helpers/tiny-models.js'
+
+const SEEDS = ['s0', 's1', 's2']
+const CTX = 64
+const ROWS_PER_SHARD = 16
+const N = TINY.nLayers * TINY.dMlp
+let root: string
+const out = (...parts: string[]) => join(root, 'out', ...parts)
+
+beforeAll(() => {
+  buildCli()
+  root = mkdtempSync(join(tmpdir(), 'seedscope-pipeline-'))
+  SEEDS.forEach((s, i) => writeTinyGpt2(join(root, 'models', s), i))
+  writeFileSync(
+    join(root, 'pipeline.config.yaml'),
+    [
+      'output_dir: out',
+      'seeds:',
+      ...SEEDS.map((s) => `  - { name: ${s}, checkpoint: models/${s} }`),
+      `corpus: { paths: [${join(process.cwd(), 'test/fixtures/corpus/sample.jsonl')}] }`,
+      `tokenize: { ctx: ${CTX}, max_tokens: ${CTX * 50} }`,
+      `extract: { rows_per_shard: ${ROWS_PER_SHARD}, batch_rows: 8, top_k: 5 }`,
+      'execution: { threads: 1 }',
+      '',
+    ].join('\n'),
+  )
+  const run = runCli(['run'], root)
+  expect(run.stdout + run.stderr, run.stderr).toMatch(/run: tokenize 1 run.*universal 3 run/)
+  expect(run.status).toBe(0)
+})
+
+/** All stored activations of a seed, [neurons, tokens] over every shard in order, in float64. */
+async function storedActivations(seed: string): Promise<{ x: Float64Array; tokens: number; infos: ShardInfo[] }> {
+  const infos: ShardInfo[] = []
+  const blocks: Float32Array[] = []
+  for (let shard = 0; ; shard++) {
+    const path = out('extract', seed, `shard-${String(shard).padStart(4, '0')}.parquet`)
+    let info: ShardInfo
+    try {
+      info = await readActivationShardInfo(path)
+    } catch {
+      break
+    }
+    infos.push(info)
+    blocks.push(await readActivationBlock(path, info, 0, N))
+  }
+  const tokens = infos.reduce((sum, i) => sum + i.tokens, 0)
+  const x = new Float64Array(N * tokens)
+  let offset = 0
+  infos.forEach((info, k) => {
+    for (let g = 0; g < N; g++) for (let t = 0; t < info.tokens; t++) x[g * tokens + offset + t] = blocks[k][g * info.tokens + t]
+    offset += info.tokens
+  })
+  return { x, tokens, infos }
+}
+
+/** Rows standardised to zero mean and unit norm; NaN rows for zero variance. */
+function standardise(x: Float64Array, rows: number, tokens: number): Float64Array {
+  const z = new Float64Array(x.length)
+  for (let i = 0; i < rows; i++) {
+    let mean = 0
+    for (let t = 0; t < tokens; t++) mean += x[i * tokens + t]
+    mean /= tokens
+    let norm = 0
+    for (let t = 0; t < tokens; t++) norm += (x[i * tokens + t] - mean) ** 2
+    norm = Math.sqrt(norm)
+    for (let t = 0; t < tokens; t++) z[i * tokens + t] = norm > 0 ? (x[i * tokens + t] - mean) / norm : NaN
+  }
+  return z
+}
+
+function dot(z: Float64Array, i: number, w: Float64Array, j: number, tokens: number): number {
+  let s = 0
+  for (let t = 0; t < tokens; t++) s += z[i * tokens + t] * w[j * tokens + t]
+  return s
+}
+
+describe('stored activations', () => {
+  test('equal `seedscope inspect` hook_post at every valid position of a shard', async () => {
+    const info = await readActivationShardInfo(out('extract', 's1', 'shard-0001.parquet'))
+    const stored = await readActivationBlock(out('extract', 's1', 'shard-0001.parquet'), info, 0, N)
+    const rows = await readTokenRows(out('tokenize'), { rowStart: ROWS_PER_SHARD, rowEnd: 2 * ROWS_PER_SHARD })
+    expect(rows.map((r) => r.row)).toEqual(info.rows)
+    writeFileSync(join(root, 'ids.json'), JSON.stringify(rows.map((r) => [...r.tokens])))
+    const r = runCli(['inspect', '--model', 'models/s1', '--input-ids', 'ids.json', '--out', 'inspect.safetensors', '--threads', '1'], root)
+    expect(r.status, r.stderr).toBe(0)
+    const inspected = readSafetensors(join(root, 'inspect.safetensors'))
+    let column = 0
+    for (let p = 0; p < rows.length * CTX; p++) {
+      if (!info.valid[p]) continue
+      for (let g = 0; g < N; g++) {
+        const layer = Math.floor(g / TINY.dMlp)
+        const want = (inspected.get(`blocks.${layer}.mlp.hook_post`)!.data as Float32Array)[p * TINY.dMlp + (g % TINY.dMlp)]
+        expect(Math.abs(stored[g * info.tokens + column] - want)).toBeLessThanOrEqual(1e-5 + 1e-5 * Math.abs(want))
+      }
+      column++
+    }
+    expect(column).toBe(info.tokens)
+    // BOS and "\n" are never valid (SPEC §2)
+    rows.forEach((row, i) => {
+      expect(info.valid[i * CTX]).toBe(0)
+      row.tokens.forEach((id, p) => id === 198 && expect(info.valid[i * CTX + p]).toBe(0))
+    })
+  })
+
+  test('neuron statistics equal a direct float64 computation over the same tokens', async () => {
+    const rows = await readTokenRows(out('tokenize'))
+    const main = rows.filter((r) => r.split === 'main')
+    writeFileSync(join(root, 'all.json'), JSON.stringify(main.map((r) => [...r.tokens])))
+    const r = runCli(['inspect', '--model', 'models/s0', '--input-ids', 'all.json', '--out', 'all.safetensors', '--threads', '1'], root)
+    expect(r.status, r.stderr).toBe(0)
+    const inspected = readSafetensors(join(root, 'all.safetensors'))
+    const { infos } = await storedActivations('s0')
+    const valid = infos.flatMap((i) => [...i.valid])
+    const stats = await readTable(out('stats', 's0.parquet'))
+    for (const g of [0, 7, TINY.dMlp + 3, N - 1]) {
+      const layer = Math.floor(g / TINY.dMlp)
+      const pre = inspected.get(`blocks.${layer}.mlp.hook_pre`)!.data as Float32Array
+      const values: number[] = []
+      valid.forEach((v, p) => v && values.push(pre[p * TINY.dMlp + (g % TINY.dMlp)]))
+      const n = values.length
+      const mean = values.reduce((a, b) => a + b, 0) / n
+      const m = (k: number) => values.reduce((a, x) => a + (x - mean) ** k, 0) / n
+      const row = stats[g]
+      expect(row.count).toBe(n)
+      expect(row.mean as number).toBeCloseTo(mean, 5)
+      expect(row.variance as number).toBeCloseTo(m(2), 5)
+      expect(row.skew as number).toBeCloseTo(m(3) / m(2) ** 1.5, 4)
+      expect(row.kurtosis as number).toBeCloseTo(m(4) / m(2) ** 2, 4)
+      expect(row.frequency).toBe(values.filter((x) => x > 0).length / n)
+    }
+  })
+})
+
+describe('correlations', () => {
+  test('pair maxima, argmaxes and the rotation baseline equal brute-force float64 Pearson', async () => {
+    const a = await storedActivations('s0')
+    const b = await storedActivations('s1')
+    expect(a.tokens).toBe(b.tokens)
+    const T = a.tokens
+    const za = standardise(a.x, N, T)
+    const zb = standardise(b.x, N, T)
+    const table = await readTable(out('correlate', 's0--s1.parquet'))
+    const rowsA = table.filter((r) => r.seed === 's0')
+    const rowsB = table.filter((r) => r.seed === 's1')
+    const r = new Float64Array(N * N)
+    for (let i = 0; i < N; i++) for (let j = 0; j < N; j++) r[i * N + j] = dot(za, i, zb, j, T)
+    for (let i = 0; i < N; i++) {
+      let best = -Infinity, arg = -1
+      for (let j = 0; j < N; j++) if (r[i * N + j] > best) [best, arg] = [r[i * N + j], j]
+      expect(rowsA[i].max_corr as number).toBeCloseTo(best, 6)
+      expect((rowsA[i].max_layer as number) * TINY.dMlp + (rowsA[i].max_neuron as number)).toBe(arg)
+    }
+    for (let j = 0; j < N; j++) {
+      let best = -Infinity, arg = -1
+      for (let i = 0; i < N; i++) if (r[i * N + j] > best) [best, arg] = [r[i * N + j], i]
+      expect(rowsB[j].max_corr as number).toBeCloseTo(best, 6)
+      expect((rowsB[j].max_layer as number) * TINY.dMlp + (rowsB[j].max_neuron as number)).toBe(arg)
+    }
+    // Baseline of s0's neurons: correlate with R·b, token by token, for every layer of s1 (SPEC §3).
+    const d = TINY.dMlp
+    const rotatedSeed = rotationSeed(0, 's1')
+    const baseline = new Float64Array(N).fill(-Infinity)
+    for (let layer = 0; layer < TINY.nLayers; layer++) {
+      const R = rotationMatrix(d, 'gaussian-unit-rows', rotatedSeed, layer)
+      const rotated = new Float64Array(d * T)
+      for (let k = 0; k < d; k++) {
+        for (let j = 0; j < d; j++) {
+          const w = R[k * d + j]
+          for (let t = 0; t < T; t++) rotated[k * T + t] += w * b.x[(layer * d + j) * T + t]
+        }
+      }
+      const zr = standardise(rotated, d, T)
+      for (let i = 0; i < N; i++) for (let k = 0; k < d; k++) baseline[i] = Math.max(baseline[i], dot(za, i, zr, k, T))
+    }
+    for (let i = 0; i < N; i++) expect(rowsA[i].baseline as number).toBeCloseTo(baseline[i], 6)
+  })
+
+  test('universal tables aggregate every pair of each seed (SPEC §3)', async () => {
+    for (const seed of SEEDS) {
+      const rows = await readTable(out('universal', `${seed}.parquet`))
+      expect(rows).toHaveLength(N)
+      const others = SEEDS.filter((s) => s !== seed)
+      for (const row of rows) {
+        const corr = others.map((o) => row[`max_corr_${o}`] as number)
+        const base = others.map((o) => row[`baseline_${o}`] as number)
+        const mean = (v: number[]) => v.reduce((x, y) => x + y, 0) / v.length
+        expect(row.max_corr).toBe(Math.max(...corr))
+        expect(row.min_corr).toBe(Math.min(...corr))
+        expect(row.mean_corr as number).toBeCloseTo(mean(corr), 12)
+        expect(row.mean_baseline as number).toBeCloseTo(mean(base), 12)
+        expect(row.excess_corr as number).toBeCloseTo(mean(corr) - mean(base), 12)
+        expect(row.is_universal).toBe(mean(corr) - mean(base) > 0.5)
+      }
+    }
+  })
+
+  test('a second run computes nothing', () => {
+    const again = runCli(['run'], root)
+    expect(again.status).toBe(0)
+    expect(again.stdout + again.stderr).toMatch(/run: tokenize 0 run, 1 skipped; extract 0 run, \d+ skipped; stats 0 run, 3 skipped; correlate 0 run, 3 skipped; universal 0 run, 3 skipped/)
+  })
+})
