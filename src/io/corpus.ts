@@ -166,7 +166,8 @@ async function* readJsonl(file: CorpusFile, fields: Fields, report: Report): Asy
       if (document) yield document
     }
   } catch (error) {
-    if (error instanceof UserError) throw error
+    // File system and zlib errors carry a code; anything else (a UserError from strict mode, a bug) passes on.
+    if ((error as NodeJS.ErrnoException).code === undefined) throw error
     throw atPath(path, readFailure(error, gzipped))
   }
 }

@@ -95,7 +95,7 @@ export function readTokenizerDefinition(files: TokenizerFiles): TokenizerDefinit
   if (files.kind === 'tokenizer.json') {
     const definition = parseJsonFile(files.path) as TokenizerDefinition
     if (typeof definition?.model?.vocab !== 'object' || !Array.isArray(definition.added_tokens)) {
-      throw new UserError(`${files.path}: not a Hugging Face tokenizer.json (no model.vocab or added_tokens)`)
+      throw new UserError(`${files.path}: not a Hugging Face tokenizer.json (no model.vocab or added_tokens); for vocab.json + merges.txt, name their directory`)
     }
     return definition
   }

@@ -1,10 +1,11 @@
-// The sums one seed pair needs (SPEC §3), fed by aligned chunks of valid tokens from either mode: stored shards
-// (this stage) or forward passes in memory (streamed mode). One PairSums covers a block of A's layers against
-// every layer of B, plus each seed's within-layer second moments for the rotation baseline.
-import { BaselineMaxima, RotatedLayers, WithinLayerMoments, type WithinLayerState } from '../../stats/baseline.js'
+// The sums a seed pair needs (SPEC §3) and what is computed from them, shared by both modes: stored (shards read
+// back from Parquet, src/stages/correlate/pair.ts) and streamed (forward passes in memory,
+// src/stages/extract/stream.ts). The cross sums cover a block of A's layers against every layer of B; each seed's
+// within-layer second moments, for the rotation baseline, are kept once per seed by the driver.
+import { BaselineMaxima, RotatedLayers, type WithinLayerMoments } from '../../stats/baseline.js'
 import { gemm64ViaFloat32, type Gemm } from '../../stats/gemm.js'
 import { PairMaxima } from '../../stats/maxima.js'
-import { PearsonAccumulator, type PearsonState } from '../../stats/pearson.js'
+import { PearsonAccumulator } from '../../stats/pearson.js'
 import type { RotationKind } from '../../stats/rotation.js'
 
 export interface ModelLayout {
@@ -18,88 +19,47 @@ export interface LayerBlock {
   count: number
 }
 
-export interface PairSumsState {
-  block: LayerBlock
-  cross: PearsonState
-  withinA: WithinLayerState
-  withinB: WithinLayerState
+export const ALL_LAYERS = (a: ModelLayout): LayerBlock => ({ first: 0, count: a.nLayers })
+
+/** The cross sums of a block of A's layers against all of B. */
+export function crossSums(a: ModelLayout, b: ModelLayout, block: LayerBlock, gemm: Gemm): PearsonAccumulator {
+  return new PearsonAccumulator({
+    a: { start: block.first * a.dMlp, count: block.count * a.dMlp },
+    b: { start: 0, count: b.nLayers * b.dMlp },
+    gemm,
+  })
 }
 
-export class PairSums {
-  readonly block: LayerBlock
-  readonly cross: PearsonAccumulator
-  readonly withinA: WithinLayerMoments
-  readonly withinB: WithinLayerMoments
-  private readonly a: ModelLayout
-  private readonly b: ModelLayout
-  private readonly withinDone: boolean // within-layer moments come from an earlier pass: do not add again
+/** Add a chunk: `a` is [A's neurons (all layers), tokens], `b` is [B's neurons, tokens]; only the block's rows of A enter. */
+export function addChunk(cross: PearsonAccumulator, a: Float32Array, b: Float32Array, tokens: number): void {
+  cross.add(a.subarray(cross.a.start * tokens, (cross.a.start + cross.a.count) * tokens), b, tokens)
+}
 
-  constructor(
-    a: ModelLayout,
-    b: ModelLayout,
-    block: LayerBlock,
-    gemm: Gemm,
-    within?: { a: WithinLayerMoments; b: WithinLayerMoments; complete: boolean },
-  ) {
-    this.a = a
-    this.b = b
-    this.block = block
-    this.cross = new PearsonAccumulator({
-      a: { start: block.first * a.dMlp, count: block.count * a.dMlp },
-      b: { start: 0, count: b.nLayers * b.dMlp },
-      gemm,
-    })
-    this.withinA = within?.a ?? new WithinLayerMoments({ dMlp: a.dMlp, nLayers: a.nLayers, gemm })
-    this.withinB = within?.b ?? new WithinLayerMoments({ dMlp: b.dMlp, nLayers: b.nLayers, gemm })
-    this.withinDone = within?.complete ?? false
-  }
+export interface PairResults {
+  maxima: PairMaxima // rows: A's neurons against B; cols: B's neurons against A
+  baselineA: BaselineMaxima // A's neurons against B's rotated layers
+  baselineB: BaselineMaxima // B's neurons against A's rotated layers
+}
 
-  /** Resume from a checkpoint; `withinComplete` when the within-layer moments were finished by an earlier block. */
-  static fromState(a: ModelLayout, b: ModelLayout, state: PairSumsState, gemm: Gemm, withinComplete: boolean): PairSums {
-    const within = {
-      a: WithinLayerMoments.fromState(state.withinA, gemm),
-      b: WithinLayerMoments.fromState(state.withinB, gemm),
-      complete: withinComplete,
-    }
-    const sums = new PairSums(a, b, state.block, gemm, within)
-    sums.cross.merge(state.cross)
-    return sums
-  }
+/** Row and column maxima and both baselines of one block's cross sums. */
+export function pairResults(cross: PearsonAccumulator, a: ModelLayout, b: ModelLayout, rotatedA: RotatedLayers, rotatedB: RotatedLayers): PairResults {
+  const nA = a.nLayers * a.dMlp
+  const nB = b.nLayers * b.dMlp
+  const maxima = new PairMaxima(nA, nB)
+  maxima.add(cross)
+  const baselineA = new BaselineMaxima(nA, b.nLayers)
+  baselineA.addRows(cross, rotatedB)
+  const baselineB = new BaselineMaxima(nB, a.nLayers)
+  baselineB.addColumns(cross, rotatedA)
+  return { maxima, baselineA, baselineB }
+}
 
-  get tokens(): number {
-    return this.cross.n
-  }
-
-  state(): PairSumsState {
-    return { block: { ...this.block }, cross: this.cross.state(), withinA: this.withinA.state(), withinB: this.withinB.state() }
-  }
-
-  /** Add `tokens` valid tokens: `a` is [A's neurons (all layers), tokens], `b` is [B's neurons, tokens]. */
-  add(a: Float32Array, b: Float32Array, tokens: number): void {
-    const rowStart = this.block.first * this.a.dMlp * tokens
-    const rowEnd = (this.block.first + this.block.count) * this.a.dMlp * tokens
-    this.cross.add(a.subarray(rowStart, rowEnd), b, tokens)
-    if (!this.withinDone) {
-      this.withinA.add(a, tokens)
-      this.withinB.add(b, tokens)
-    }
-  }
-
-  /**
-   * Row and column maxima, and both baselines, of this block. `rotatedA` and `rotatedB` view each seed through its
-   * own random directions (built once per seed from the finished within-layer moments, see `rotatedLayers`).
-   */
-  maxima(rotatedA: RotatedLayers, rotatedB: RotatedLayers): { maxima: PairMaxima; baselineA: BaselineMaxima; baselineB: BaselineMaxima } {
-    const nA = this.a.nLayers * this.a.dMlp
-    const nB = this.b.nLayers * this.b.dMlp
-    const maxima = new PairMaxima(nA, nB)
-    maxima.add(this.cross)
-    const baselineA = new BaselineMaxima(nA, this.b.nLayers) // A's neurons against B's rotated layers
-    baselineA.addRows(this.cross, rotatedB)
-    const baselineB = new BaselineMaxima(nB, this.a.nLayers) // B's neurons against A's rotated layers (this block's)
-    baselineB.addColumns(this.cross, rotatedA)
-    return { maxima, baselineA, baselineB }
-  }
+/** Fold a later block's results into `into`. */
+export function mergePairResults(into: PairResults, from: PairResults): PairResults {
+  into.maxima.merge(from.maxima)
+  into.baselineA.merge(from.baselineA)
+  into.baselineB.merge(from.baselineB)
+  return into
 }
 
 /**
@@ -115,6 +75,10 @@ export function rotationSeed(baseSeed: number, seedName: string): number {
   let h = 0x811c9dc5
   for (const byte of Buffer.from(`${baseSeed}:${seedName}`)) h = Math.imul(h ^ byte, 0x01000193) >>> 0
   return h
+}
+
+export function rotationKind(kind: 'gaussian_rows' | 'orthogonal'): RotationKind {
+  return kind === 'orthogonal' ? 'orthogonal' : 'gaussian-unit-rows'
 }
 
 /** Split A's layers into blocks whose float64 cross sums (block × all of B) fit `bytes`. */

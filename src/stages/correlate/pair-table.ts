@@ -4,10 +4,9 @@ import { readTable, readTableInfo, writeTable } from '../../io/tables.js'
 import type { BaselineMaxima } from '../../stats/baseline.js'
 import type { Maxima, PairMaxima } from '../../stats/maxima.js'
 import type { RotationKind } from '../../stats/rotation.js'
-import type { PairUnit } from './index.js'
 import type { ModelLayout } from './pair-sums.js'
 
-export interface PairResults {
+export interface PairTableData {
   layoutA: ModelLayout
   layoutB: ModelLayout
   tokens: number
@@ -17,7 +16,7 @@ export interface PairResults {
   baselineB: BaselineMaxima
 }
 
-export function writePairTable(path: string, u: PairUnit, r: PairResults): void {
+export function writePairTable(path: string, u: { a: string; b: string }, r: PairTableData): void {
   const sides = [
     { seed: u.a, other: u.b, layout: r.layoutA, otherLayout: r.layoutB, maxima: r.maxima.rows, baseline: r.baselineA.value },
     { seed: u.b, other: u.a, layout: r.layoutB, otherLayout: r.layoutA, maxima: r.maxima.cols, baseline: r.baselineB.value },

@@ -35,7 +35,7 @@ export const tokenize: Stage<CorpusUnit, ReturnType<typeof tokenizeParams>> = {
   params: tokenizeParams,
   units: (cfg) => [{ id: 'corpus', corpusPaths: cfg.corpus.paths, tokenizerPath: cfg.tokenizer }],
   outputs: () => Object.values(TOKENIZE_OUTPUTS),
-  inputs: (unit) => ({ files: [...listCorpusFiles(unit.corpusPaths).map((f) => f.path), ...tokenizerFilePaths(unit.tokenizerPath)] }),
+  inputs: (unit, cfg) => ({ files: [...listCorpusFiles(unit.corpusPaths, cfg.corpus.format).map((f) => f.path), ...tokenizerFilePaths(unit.tokenizerPath)] }),
   async run(unit, ctx) {
     const { tokenize: t, corpus } = ctx.params
     await tokenizeCorpus(

@@ -1,0 +1,74 @@
+// What one seed keeps while a shard of token rows goes through its model, batch by batch, in both modes: the
+// site's activations at valid positions, neuron-major [neurons, valid tokens], and the shard's streaming
+// statistics (float64 moments and histogram of hook_pre, top-k of the site).
+import { site } from '../../model/sites.js'
+import type { OutputTensor } from '../../model/runtime.js'
+import { NeuronMoments } from '../../stats/moments.js'
+import { TopActivations } from '../../stats/top-activations.js'
+
+export type Site = 'blocks.{l}.mlp.hook_post' | 'blocks.{l}.mlp.hook_pre'
+
+export class ShardBuffer {
+  readonly acts: Float32Array // [neurons, tokens]
+  readonly moments: NeuronMoments
+  readonly top: TopActivations
+  private column = 0 // valid tokens absorbed so far
+
+  constructor(
+    readonly layout: { nLayers: number; dMlp: number },
+    readonly tokens: number, // valid tokens in the shard
+    topK: number,
+    private readonly site: Site,
+  ) {
+    const neurons = layout.nLayers * layout.dMlp
+    this.acts = new Float32Array(neurons * tokens)
+    this.moments = new NeuronMoments(neurons)
+    this.top = new TopActivations(neurons, topK)
+  }
+
+  /**
+   * Take one batch's model outputs (hook_pre and the site per layer, [batch·pos, d_mlp] token-major).
+   * `valid` masks the batch's positions; `firstRow` and `positions` place its tokens in the corpus.
+   */
+  absorb(outputs: Record<string, OutputTensor>, valid: Uint8Array, firstRow: number, positions: number): void {
+    const { nLayers, dMlp } = this.layout
+    const tokens = valid.length
+    const hook = this.site === 'blocks.{l}.mlp.hook_pre' ? site.mlpPre : site.mlpPost
+    for (let layer = 0; layer < nLayers; layer++) {
+      const offset = layer * dMlp
+      const act = outputs[hook(layer)].data
+      this.moments.add(outputs[site.mlpPre(layer)].data, tokens, { valid, neuronOffset: offset })
+      this.top.add(act, tokens, { firstRow, nPos: positions }, { valid, neuronOffset: offset })
+      scatterNeuronMajor(act, valid, dMlp, offset, this.acts, this.tokens, this.column)
+    }
+    for (let t = 0; t < tokens; t++) this.column += valid[t]
+  }
+}
+
+/**
+ * Copy the valid tokens of a token-major chunk [tokens, d_mlp] into the neuron-major buffer
+ * [neurons, bufferTokens], neurons [neuronOffset, neuronOffset + d_mlp), starting at column `column`.
+ */
+export function scatterNeuronMajor(
+  chunk: Float32Array,
+  valid: Uint8Array,
+  dMlp: number,
+  neuronOffset: number,
+  out: Float32Array,
+  bufferTokens: number,
+  column: number,
+): void {
+  for (let t = 0; t < valid.length; t++) {
+    if (!valid[t]) continue
+    const from = t * dMlp
+    for (let j = 0; j < dMlp; j++) out[(neuronOffset + j) * bufferTokens + column] = chunk[from + j]
+    column++
+  }
+}
+
+/** Token ids of rows as one int64 batch [rows, positions]. */
+export function idsOf(rows: readonly { tokens: Int32Array }[], positions: number): BigInt64Array {
+  const ids = new BigInt64Array(rows.length * positions)
+  rows.forEach((r, b) => r.tokens.forEach((id, p) => (ids[b * positions + p] = BigInt(id))))
+  return ids
+}
