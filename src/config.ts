@@ -150,6 +150,11 @@ const correlate = z
       .positive()
       .default(5_000_000)
       .describe('default 5000000 tokens: how often streamed accumulators are saved; about the most a kill loses'),
+    checkpoint_minutes: z
+      .number()
+      .positive()
+      .default(10)
+      .describe('default 10: streamed/correlate sums are also saved after this many minutes, whichever comes first'),
   })
   .strict()
 

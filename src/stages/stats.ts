@@ -8,12 +8,14 @@ import { writeTable } from '../io/tables.js'
 import type { Stage, Unit, UpstreamView } from '../runner/stage.js'
 import { binnedMoments, HISTOGRAM_BINS, NeuronMoments } from '../stats/moments.js'
 import { TopActivations } from '../stats/top-activations.js'
-import { shardStatsPath } from './extract/index.js'
+import { shardName, shardStatsPath } from './extract/index.js'
+import { streamStatsPath } from './extract/stream.js'
 import { readShardStats } from './extract/shard-stats.js'
 
 interface SeedStatsUnit extends Unit {
   seed: string
-  shards: number[] // extract shards of this seed, in order
+  parts: string[] // the seed's statistics files from extract (per shard, or the one of streamed mode), in order
+  from: string[] // the extract units that wrote them
   dMlp: number
 }
 
@@ -28,13 +30,13 @@ export const stats: Stage<SeedStatsUnit, Record<string, never>> = {
   params: () => ({}), // everything it depends on arrives through the extract outputs it reads
   units: (cfg, upstream) => seedUnits(cfg, upstream),
   outputs: (u) => [statsPath(u.seed), topPath(u.seed)],
-  inputs: (u) => ({ units: u.shards.map((s) => ({ stage: 'extract', unit: `${u.seed}/shard-${String(s).padStart(4, '0')}` })) }),
+  inputs: (u) => ({ units: u.from.map((unit) => ({ stage: 'extract', unit })) }),
   async run(u, ctx) {
-    ctx.progress.setTotal(u.shards.length)
+    ctx.progress.setTotal(u.parts.length)
     let moments: NeuronMoments | undefined
     let top: TopActivations | undefined
-    for (const shard of u.shards) {
-      const part = readShardStats(ctx.upstream.path(shardStatsPath(u.seed, shard)))
+    for (const file of u.parts) {
+      const part = readShardStats(ctx.upstream.path(file))
       moments ??= new NeuronMoments(part.moments.nNeurons)
       top ??= new TopActivations(part.top.nNeurons, part.top.k)
       moments.merge(part.moments)
@@ -49,9 +51,13 @@ export const stats: Stage<SeedStatsUnit, Record<string, never>> = {
 
 function seedUnits(cfg: PipelineConfig, upstream: UpstreamView): SeedStatsUnit[] {
   const done = upstream.units('extract')
-  return cfg.seeds.flatMap((seed) => {
+  const streamed = done.some((u) => u.id === 'stream')
+  return cfg.seeds.flatMap((seed): SeedStatsUnit[] => {
+    const dMlp = readModelConfig(seed.checkpoint).shape.dMlp
+    if (streamed) return [{ id: seed.name, seed: seed.name, parts: [streamStatsPath(seed.name)], from: ['stream'], dMlp }]
     const shards = done.filter((u) => u.id.startsWith(`${seed.name}/`)).map((u) => Number(u.id.split('shard-')[1]))
-    return shards.length ? [{ id: seed.name, seed: seed.name, shards, dMlp: readModelConfig(seed.checkpoint).shape.dMlp }] : []
+    const parts = shards.map((shard) => shardStatsPath(seed.name, shard))
+    return shards.length ? [{ id: seed.name, seed: seed.name, parts, from: shards.map((s) => `${seed.name}/${shardName(s)}`), dMlp }] : []
   })
 }
 

@@ -2,7 +2,7 @@
 // checkpoints, every number checked against an independent computation: activations against `seedscope
 // inspect`, moments against a direct float64 pass, correlations, argmaxes and the rotation baseline against
 // brute-force float64 Pearson over the stored activations.
-import { mkdtempSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { beforeAll, describe, expect, test } from 'vitest'
@@ -22,23 +22,24 @@ const N = TINY.nLayers * TINY.dMlp
 let root: string
 const out = (...parts: string[]) => join(root, 'out', ...parts)
 
-beforeAll(() => {
-  buildCli()
-  root = mkdtempSync(join(tmpdir(), 'seedscope-pipeline-'))
-  SEEDS.forEach((s, i) => writeTinyGpt2(join(root, 'models', s), i))
-  writeFileSync(
-    join(root, 'pipeline.config.yaml'),
-    [
-      'output_dir: out',
+function config(outputDir: string, mode: 'stored' | 'streamed'): string {
+  return [
+      `output_dir: ${outputDir}`,
       'seeds:',
       ...SEEDS.map((s) => `  - { name: ${s}, checkpoint: models/${s} }`),
       `corpus: { paths: [${join(process.cwd(), 'test/fixtures/corpus/sample.jsonl')}] }`,
       `tokenize: { ctx: ${CTX}, max_tokens: ${CTX * 50} }`,
-      `extract: { rows_per_shard: ${ROWS_PER_SHARD}, batch_rows: 8, top_k: 5 }`,
+      `extract: { rows_per_shard: ${ROWS_PER_SHARD}, batch_rows: 8, top_k: 5, mode: ${mode} }`,
       'execution: { threads: 1 }',
       '',
-    ].join('\n'),
-  )
+    ].join('\n')
+}
+
+beforeAll(() => {
+  buildCli()
+  root = mkdtempSync(join(tmpdir(), 'seedscope-pipeline-'))
+  SEEDS.forEach((s, i) => writeTinyGpt2(join(root, 'models', s), i))
+  writeFileSync(join(root, 'pipeline.config.yaml'), config('out', 'stored'))
   const run = runCli(['run'], root)
   expect(run.stdout + run.stderr, run.stderr).toMatch(/run: tokenize 1 run.*universal 3 run/)
   expect(run.status).toBe(0)
@@ -214,5 +215,24 @@ describe('correlations', () => {
     const again = runCli(['run'], root)
     expect(again.status).toBe(0)
     expect(again.stdout + again.stderr).toMatch(/run: tokenize 0 run, 1 skipped; extract 0 run, \d+ skipped; stats 0 run, 3 skipped; correlate 0 run, 3 skipped; universal 0 run, 3 skipped/)
+  })
+})
+
+describe('streamed mode', () => {
+  test('gives the same statistics, pair tables and universal tables as stored mode, bit for bit (SPEC §7)', async () => {
+    writeFileSync(join(root, 'streamed.yaml'), config('out-streamed', 'streamed'))
+    const run = runCli(['run', '--config', 'streamed.yaml'], root)
+    expect(run.status, run.stderr).toBe(0)
+    expect(existsSync(join(root, 'out-streamed', 'extract', 's0', 'shard-0000.parquet'))).toBe(false) // no activations
+    const files = [
+      ...SEEDS.flatMap((s) => [`stats/${s}.parquet`, `stats/${s}.top.parquet`, `universal/${s}.parquet`]),
+      'correlate/s0--s1.parquet', 'correlate/s0--s2.parquet', 'correlate/s1--s2.parquet',
+    ]
+    for (const file of files) {
+      const stored = await readTable(out(file))
+      const streamed = await readTable(join(root, 'out-streamed', file))
+      expect(streamed, file).toEqual(stored)
+      expect(readFileSync(join(root, 'out-streamed', file)).equals(readFileSync(out(file))), file).toBe(true)
+    }
   })
 })

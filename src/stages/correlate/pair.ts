@@ -1,6 +1,6 @@
 // One correlate unit in stored mode: stream a seed pair's activation shards into the cross sums, block by block of
 // A's layers when the sums do not fit the memory budget, with both seeds' within-layer moments taken on the first
-// pass. The sums are checkpointed every `checkpoint_every` tokens, so a killed run resumes where it stopped and
+// pass. The sums are checkpointed every `correlate.checkpoint_every` tokens (or minutes), so a killed run resumes where it stopped and
 // ends with identical numbers: the same chunks are added in the same order to the same exact float64 state.
 import { readActivationBlock, readActivationShardInfo, type ShardInfo } from '../../io/activation-store.js'
 import { readStateFile, writeStateFile } from '../../io/state-file.js'
@@ -26,7 +26,7 @@ interface Checkpoint {
   results?: SerializedPairResults
 }
 
-export async function correlatePair(u: PairUnit, ctx: StageContext<CorrelateParams>): Promise<void> {
+export async function correlatePair(u: Extract<PairUnit, { mode: 'stored' }>, ctx: StageContext<CorrelateParams>): Promise<void> {
   const params = ctx.params.correlate
   const { gemm } = loadFastGemm(ctx.execution.threads)
   const shardPath = (seed: string, shard: number) => ctx.upstream.path(activationPath(seed, shard))
@@ -53,6 +53,7 @@ export async function correlatePair(u: PairUnit, ctx: StageContext<CorrelatePara
     const cross = resumed ? PearsonAccumulator.fromState(resumed.cross!, gemm) : crossSums(layoutA, layoutB, blocks[blockIndex], gemm)
     const firstShard = resumed?.shardsDone ?? 0
     let sinceCheckpoint = 0
+    let lastCheckpoint = Date.now()
     for (let k = firstShard; k < u.shards.length; k++) {
       if (ctx.signal.aborted) throw new Error('correlate: cancelled')
       const [infoA, infoB] = infos[k]
@@ -65,9 +66,11 @@ export async function correlatePair(u: PairUnit, ctx: StageContext<CorrelatePara
       }
       ctx.progress.advance(infoA.tokens)
       sinceCheckpoint += infoA.tokens
-      if (sinceCheckpoint >= params.checkpoint_every && k + 1 < u.shards.length) {
+      const due = sinceCheckpoint >= u.checkpointing.tokens || Date.now() - lastCheckpoint >= u.checkpointing.minutes * 60_000
+      if (due && k + 1 < u.shards.length) {
         save(checkpointPath, { blockIndex, shardsDone: k + 1, cross: cross.state(), withinA, withinB, withinComplete, results })
         sinceCheckpoint = 0
+        lastCheckpoint = Date.now()
       }
     }
     withinComplete = true

@@ -1,16 +1,20 @@
-// The extract stage (SPEC §1, §2, §4): run every seed over the main split's token rows, shard by shard, and keep
-// (a) the site's activations at the valid positions, neuron-major, as Parquet (src/io/activation-store.ts) and
-// (b) each shard's streaming statistics (float64 moments and histogram of hook_pre, top-k of the site), which
-// the stats stage merges exactly per seed. One unit is one seed × one shard: the most a kill can lose.
+// The extract stage (SPEC §1, §2, §4, §7): run every seed over the main split's token rows, shard by shard.
+// Stored mode (one unit per seed × shard, the most a kill can lose) keeps the site's activations at the valid
+// positions as neuron-major Parquet (src/io/activation-store.ts) plus each shard's statistics, which the stats
+// stage merges per seed. Streamed mode (one unit) runs all seeds on the same rows and feeds the correlation sums
+// and statistics in memory, checkpointed, writing no activations (src/stages/extract/stream.ts).
 import type { PipelineConfig } from '../../config.js'
 import { UserError } from '../../errors.js'
 import { checkpointFiles } from '../../io/checkpoint.js'
 import type { Stage, StageContext, Unit, UpstreamView } from '../../runner/stage.js'
-import { TOKENIZE_OUTPUTS, readTokenRows, tokenizeSummary } from '../tokenize/stage.js'
+import { type Checkpointing, checkpointing } from '../correlate/index.js'
+import { TOKENIZE_OUTPUTS, tokenizeSummary } from '../tokenize/stage.js'
 import { extractShard } from './shard.js'
+import { extractStream, streamOutputs, type StreamUnit } from './stream.js'
 import { skipTokenIds } from './valid-positions.js'
 
-export interface ExtractUnit extends Unit {
+export interface ShardUnit extends Unit {
+  kind: 'shard'
   seed: string
   checkpoint: string // absolute directory
   shard: number
@@ -19,11 +23,13 @@ export interface ExtractUnit extends Unit {
   skipIds: number[] // token ids never correlated: BOS plus extract.skip_tokens
 }
 
+export type ExtractUnit = ShardUnit | (StreamUnit & { checkpointing: Checkpointing })
+
 export type ExtractParams = ReturnType<typeof extractParams>
 
 function extractParams(cfg: PipelineConfig) {
-  const { site, dtype, rows_per_shard, batch_rows, skip_tokens, top_k } = cfg.extract
-  return { extract: { site, dtype, rows_per_shard, batch_rows, skip_tokens, top_k } }
+  const { site, dtype, rows_per_shard, batch_rows, skip_tokens, top_k, mode } = cfg.extract
+  return { extract: { site, dtype, rows_per_shard, batch_rows, skip_tokens, top_k, mode } }
 }
 
 export const shardName = (shard: number) => `shard-${String(shard).padStart(4, '0')}`
@@ -37,40 +43,36 @@ export const extract: Stage<ExtractUnit, ExtractParams> = {
   work: 'tok',
   parallelUnits: true,
   params: extractParams,
-  async units(cfg, upstream) {
-    if (cfg.extract.mode !== 'stored') return []
-    return extractUnits(cfg, upstream)
-  },
-  outputs: (u) => [activationPath(u.seed, u.shard), shardStatsPath(u.seed, u.shard)],
-  inputs: (u) => ({ units: [{ stage: 'tokenize', unit: 'corpus' }], files: checkpointFiles(u.checkpoint) }),
-  run: (u, ctx: StageContext<ExtractParams>) => extractShard(u, ctx),
+  units: (cfg, upstream) => extractUnits(cfg, upstream),
+  outputs: (u) => (u.kind === 'stream' ? streamOutputs(u) : [activationPath(u.seed, u.shard), shardStatsPath(u.seed, u.shard)]),
+  inputs: (u) => ({
+    units: [{ stage: 'tokenize', unit: 'corpus' }],
+    files: u.kind === 'stream' ? u.seeds.flatMap((s) => checkpointFiles(s.checkpoint)) : checkpointFiles(u.checkpoint),
+  }),
+  run: (u, ctx: StageContext<ExtractParams>) => (u.kind === 'stream' ? extractStream(u, ctx) : extractShard(u, ctx)),
 }
 
-/** Every seed × shard of the main split; refuses seeds whose tokenizer differs from the corpus's. */
+/** Stored: every seed × shard of the main split. Streamed: one unit over every shard. */
 export async function extractUnits(cfg: PipelineConfig, upstream: UpstreamView): Promise<ExtractUnit[]> {
-  const tokenized = upstream.units('tokenize')
-  if (tokenized.length === 0) return []
-  const summary = tokenizeSummary(upstream.path(TOKENIZE_OUTPUTS.summary))
+  if (upstream.units('tokenize').length === 0) return []
+  const summaryPath = upstream.path(TOKENIZE_OUTPUTS.summary)
+  const summary = tokenizeSummary(summaryPath)
   const skipIds = await skipTokenIds(cfg, summary)
   const rowsPerShard = cfg.extract.rows_per_shard
   const mainRows = summary.rows.main
-  if (mainRows === 0) throw new UserError(`${upstream.path(TOKENIZE_OUTPUTS.summary)}: the corpus gave no full row of ${cfg.tokenize.ctx} tokens; add documents or lower tokenize.ctx`)
-  const units: ExtractUnit[] = []
-  for (const seed of cfg.seeds) {
-    for (let shard = 0; shard * rowsPerShard < mainRows; shard++) {
-      const rowStart = shard * rowsPerShard
-      units.push({
-        id: `${seed.name}/${shardName(shard)}`,
-        seed: seed.name,
-        checkpoint: seed.checkpoint,
-        shard,
-        rowStart,
-        rowEnd: Math.min(mainRows, rowStart + rowsPerShard),
-        skipIds,
-      })
-    }
+  if (mainRows === 0) {
+    throw new UserError(`${summaryPath}: the corpus gave no full row of ${cfg.tokenize.ctx} tokens; add documents or lower tokenize.ctx`)
   }
-  return units
+  const shards = Array.from({ length: Math.ceil(mainRows / rowsPerShard) }, (_, shard) => ({
+    shard,
+    rowStart: shard * rowsPerShard,
+    rowEnd: Math.min(mainRows, (shard + 1) * rowsPerShard),
+  }))
+  if (cfg.extract.mode === 'streamed') {
+    const seeds = cfg.seeds.map((s) => ({ name: s.name, checkpoint: s.checkpoint }))
+    return [{ id: 'stream', kind: 'stream', seeds, shards, skipIds, checkpointing: checkpointing(cfg) }]
+  }
+  return cfg.seeds.flatMap((seed) =>
+    shards.map((s): ShardUnit => ({ id: `${seed.name}/${shardName(s.shard)}`, kind: 'shard', seed: seed.name, checkpoint: seed.checkpoint, ...s, skipIds })),
+  )
 }
-
-export { readTokenRows }

@@ -5,7 +5,7 @@ import { writeSafetensors } from '../../io/safetensors.js'
 import { startModelRunner } from '../../model/model-worker.js'
 import type { StageContext } from '../../runner/stage.js'
 import { readTokenRows } from '../tokenize/stage.js'
-import type { ExtractParams, ExtractUnit } from './index.js'
+import type { ExtractParams, ShardUnit } from './index.js'
 import { activationPath, shardStatsPath } from './index.js'
 import { idsOf, ShardBuffer } from './shard-buffer.js'
 import { shardStatsTensors } from './shard-stats.js'
@@ -13,7 +13,7 @@ import { validPositions } from './valid-positions.js'
 
 export const EXTRACTION_REQUEST = { mlpPre: true, mlpPost: true } // hook_pre feeds the moments (SPEC §4)
 
-export async function extractShard(unit: ExtractUnit, ctx: StageContext<ExtractParams>): Promise<void> {
+export async function extractShard(unit: ShardUnit, ctx: StageContext<ExtractParams>): Promise<void> {
   const { extract: params } = ctx.params
   const rows = await readTokenRows(ctx.upstream.path('tokenize'), { rowStart: unit.rowStart, rowEnd: unit.rowEnd })
   const positions = rows[0].tokens.length

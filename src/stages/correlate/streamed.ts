@@ -1,0 +1,32 @@
+// A correlate unit in streamed mode: the extract stage already summed the pair over every token; read the sums,
+// compute both directions' maxima and the baselines, and write the same pair table as stored mode.
+import { readStateFile } from '../../io/state-file.js'
+import { loadFastGemm } from '../../model/gemm.js'
+import type { StageContext } from '../../runner/stage.js'
+import { WithinLayerMoments, type WithinLayerState } from '../../stats/baseline.js'
+import { PearsonAccumulator, type PearsonState } from '../../stats/pearson.js'
+import { streamCrossPath, streamWithinPath } from '../extract/stream.js'
+import type { CorrelateParams, PairUnit } from './index.js'
+import { rotatedPair, rotationRecord } from './pair.js'
+import { writePairOutput } from './pair-output.js'
+import { pairResults } from './pair-sums.js'
+
+export async function finishStreamedPair(u: PairUnit, ctx: StageContext<CorrelateParams>): Promise<void> {
+  const params = ctx.params.correlate
+  const { gemm } = loadFastGemm(ctx.execution.threads)
+  const read = <T,>(relative: string): T => {
+    const state = readStateFile<T>(ctx.upstream.path(relative))
+    if (!state) throw new Error(`correlate ${u.id}: ${relative} is missing`)
+    return state
+  }
+  const cross = PearsonAccumulator.fromState(read<PearsonState>(streamCrossPath(u.a, u.b)), gemm)
+  const withinA = WithinLayerMoments.fromState(read<WithinLayerState>(streamWithinPath(u.a)), gemm)
+  const withinB = WithinLayerMoments.fromState(read<WithinLayerState>(streamWithinPath(u.b)), gemm)
+  const layoutA = { nLayers: withinA.nLayers, dMlp: withinA.dMlp }
+  const layoutB = { nLayers: withinB.nLayers, dMlp: withinB.dMlp }
+  ctx.progress.setTotal(cross.n)
+  const rotated = rotatedPair(u, params, withinA, withinB, gemm)
+  const results = pairResults(cross, layoutA, layoutB, rotated.a, rotated.b)
+  writePairOutput(ctx, u, { layoutA, layoutB, tokens: cross.n, rotation: rotationRecord(u, params), ...results })
+  ctx.progress.advance(cross.n)
+}

@@ -1,0 +1,160 @@
+// Streamed mode (SPEC §7): every seed runs on the same batch of token rows and the activations go straight into
+// each pair's cross sums, each seed's within-layer moments and its neuron statistics; nothing per token is
+// written. The work is cut into the same shards of rows as stored mode, and each shard's activations enter the
+// sums as one chunk, exactly as stored mode reads them back: both modes add the same numbers in the same order,
+// so they give identical results. The sums are checkpointed at shard boundaries, by token count or elapsed time.
+import { createHash } from 'node:crypto'
+import { countValid } from '../../io/activation-store.js'
+import { writeSafetensors } from '../../io/safetensors.js'
+import { readStateFile, writeStateFile } from '../../io/state-file.js'
+import { loadFastGemm } from '../../model/gemm.js'
+import { type ModelRunner, startModelRunner } from '../../model/model-worker.js'
+import type { StageContext } from '../../runner/stage.js'
+import { WithinLayerMoments, type WithinLayerState } from '../../stats/baseline.js'
+import { type MomentsState, NeuronMoments } from '../../stats/moments.js'
+import { TopActivations, type TopActivationsState } from '../../stats/top-activations.js'
+import { PearsonAccumulator, type PearsonState } from '../../stats/pearson.js'
+import { addChunk, ALL_LAYERS, crossSums } from '../correlate/pair-sums.js'
+import { readTokenRows } from '../tokenize/stage.js'
+import type { Checkpointing } from '../correlate/index.js'
+import type { ExtractParams } from './index.js'
+import { EXTRACTION_REQUEST } from './shard.js'
+import { idsOf, ShardBuffer } from './shard-buffer.js'
+import { shardStatsTensors } from './shard-stats.js'
+import { validPositions } from './valid-positions.js'
+
+export interface StreamUnit {
+  id: 'stream'
+  kind: 'stream'
+  seeds: { name: string; checkpoint: string }[]
+  shards: { shard: number; rowStart: number; rowEnd: number }[]
+  skipIds: number[]
+}
+
+export const streamStatsPath = (seed: string) => `extract/${seed}/stream.stats.safetensors`
+export const streamWithinPath = (seed: string) => `extract/${seed}/stream.within.safetensors`
+export const streamCrossPath = (a: string, b: string) => `extract/pairs/${a}--${b}.cross.safetensors`
+
+export function seedPairs<T extends { name: string }>(seeds: readonly T[]): [T, T][] {
+  return seeds.flatMap((a, i) => seeds.slice(i + 1).map((b): [T, T] => [a, b]))
+}
+
+export function streamOutputs(u: StreamUnit): string[] {
+  return [
+    ...u.seeds.flatMap((s) => [streamStatsPath(s.name), streamWithinPath(s.name)]),
+    ...seedPairs(u.seeds).map(([a, b]) => streamCrossPath(a.name, b.name)),
+  ]
+}
+
+interface SeedSums {
+  moments: NeuronMoments
+  top: TopActivations
+  within: WithinLayerMoments
+}
+
+/** A checkpoint: how many shards are in, which rows those were, and every accumulator. */
+interface StreamCheckpoint {
+  shardsDone: number
+  rows: string // hash of the row ranges and skipped ids: a changed corpus or config is refused, not mixed
+  seeds: Record<string, { moments: MomentsState; top: TopActivationsState; within: WithinLayerState }>
+  pairs: Record<string, PearsonState>
+}
+
+export async function extractStream(u: StreamUnit & { checkpointing: Checkpointing }, ctx: StageContext<ExtractParams>): Promise<void> {
+  const params = ctx.params.extract
+  const { gemm } = loadFastGemm(ctx.execution.threads)
+  const threads = Math.max(1, Math.floor(ctx.execution.threads / u.seeds.length))
+  const runners = await Promise.all(u.seeds.map((s) => startModelRunner(s.checkpoint, EXTRACTION_REQUEST, { threads, provider: ctx.execution.provider })))
+  try {
+    const layouts = runners.map((r) => ({ nLayers: r.config.shape.nLayers, dMlp: r.config.shape.dMlp }))
+    const pairs = seedPairs(u.seeds.map((s, i) => ({ ...s, index: i })))
+    const checkpointPath = ctx.partialPath('stream.safetensors')
+    const rowsKey = rowsFingerprint(u)
+    const saved = readStateFile<StreamCheckpoint>(checkpointPath)
+    if (saved && saved.rows !== rowsKey) {
+      throw new Error(`${checkpointPath}: this checkpoint covers other token rows than the current config; delete it to start over`)
+    }
+    const sums: SeedSums[] = u.seeds.map((s, i) => {
+      const state = saved?.seeds[s.name]
+      const n = layouts[i].nLayers * layouts[i].dMlp
+      return {
+        moments: state ? NeuronMoments.fromState(state.moments) : new NeuronMoments(n),
+        top: state ? TopActivations.fromState(state.top) : new TopActivations(n, params.top_k),
+        within: state ? WithinLayerMoments.fromState(state.within, gemm) : new WithinLayerMoments({ ...layouts[i], gemm }),
+      }
+    })
+    const cross: PearsonAccumulator[] = pairs.map(([a, b]) => {
+      const state = saved?.pairs[`${a.name}--${b.name}`]
+      return state ? PearsonAccumulator.fromState(state, gemm) : crossSums(layouts[a.index], layouts[b.index], ALL_LAYERS(layouts[a.index]), gemm)
+    })
+    const firstShard = saved?.shardsDone ?? 0
+    const rowsOf = (k: number) => u.shards[k].rowEnd - u.shards[k].rowStart
+    const totalRows = u.shards.reduce((sum, _, k) => sum + rowsOf(k), 0)
+    if (saved) ctx.log(`resuming from a checkpoint (${firstShard} of ${u.shards.length} shards done)`)
+
+    let tokensSinceCheckpoint = 0
+    let lastCheckpoint = Date.now()
+    let positions = 0
+    for (let k = firstShard; k < u.shards.length; k++) {
+      if (ctx.signal.aborted) throw new Error('extract: cancelled')
+      const shard = u.shards[k]
+      const rows = await readTokenRows(ctx.upstream.path('tokenize'), { rowStart: shard.rowStart, rowEnd: shard.rowEnd })
+      positions = rows[0].tokens.length
+      if (k === firstShard) ctx.progress.setTotal(totalRows * positions * u.seeds.length)
+      if (k === firstShard && firstShard > 0) ctx.progress.advance(u.shards.slice(0, k).reduce((sum, _, j) => sum + rowsOf(j), 0) * positions * u.seeds.length)
+      const valid = validPositions(rows.map((r) => r.tokens), positions, u.skipIds)
+      const tokens = countValid(valid)
+      const buffers = layouts.map((layout) => new ShardBuffer(layout, tokens, params.top_k, params.site))
+      for (let start = 0; start < rows.length; start += params.batch_rows) {
+        const batch = rows.slice(start, start + params.batch_rows)
+        const ids = { data: idsOf(batch, positions), batch: batch.length, positions }
+        const batchValid = valid.subarray(start * positions, (start + batch.length) * positions)
+        await Promise.all(runners.map(async (runner: ModelRunner, i) => {
+          buffers[i].absorb(await runner.run(ids), batchValid, batch[0].row, positions)
+          ctx.progress.advance(batch.length * positions)
+        }))
+      }
+      // The shard's activations enter every accumulator as one chunk, as stored mode reads them back.
+      pairs.forEach(([a, b], p) => addChunk(cross[p], buffers[a.index].acts, buffers[b.index].acts, tokens))
+      sums.forEach((s, i) => {
+        s.within.add(buffers[i].acts, tokens)
+        s.moments.merge(buffers[i].moments)
+        s.top.merge(buffers[i].top)
+      })
+      tokensSinceCheckpoint += tokens
+      const due = tokensSinceCheckpoint >= u.checkpointing.tokens || Date.now() - lastCheckpoint >= u.checkpointing.minutes * 60_000
+      if (due && k + 1 < u.shards.length) {
+        writeStateFile(checkpointPath, checkpoint(k + 1, rowsKey, u, sums, pairs, cross))
+        tokensSinceCheckpoint = 0
+        lastCheckpoint = Date.now()
+      }
+    }
+    u.seeds.forEach((s, i) => {
+      writeSafetensors(ctx.outputPath(streamStatsPath(s.name)), shardStatsTensors(sums[i].moments, sums[i].top))
+      writeStateFile(ctx.outputPath(streamWithinPath(s.name)), sums[i].within.state())
+    })
+    pairs.forEach(([a, b], p) => writeStateFile(ctx.outputPath(streamCrossPath(a.name, b.name)), cross[p].state()))
+  } finally {
+    await Promise.all(runners.map((r) => r.close()))
+  }
+}
+
+function checkpoint(
+  shardsDone: number,
+  rows: string,
+  u: StreamUnit,
+  sums: SeedSums[],
+  pairs: [{ name: string }, { name: string }][],
+  cross: PearsonAccumulator[],
+): StreamCheckpoint {
+  return {
+    shardsDone,
+    rows,
+    seeds: Object.fromEntries(u.seeds.map((s, i) => [s.name, { moments: sums[i].moments.state(), top: sums[i].top.state(), within: sums[i].within.state() }])),
+    pairs: Object.fromEntries(pairs.map(([a, b], p) => [`${a.name}--${b.name}`, cross[p].state()])),
+  }
+}
+
+function rowsFingerprint(u: StreamUnit): string {
+  return createHash('sha256').update(JSON.stringify({ shards: u.shards, skip: u.skipIds, seeds: u.seeds.map((s) => s.name) })).digest('hex')
+}
