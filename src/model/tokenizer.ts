@@ -64,6 +64,9 @@ export const TOKENIZER_LIBRARY = `tokenizers@${(require('tokenizers/package.json
 const KNOWN_TOKENIZERS: Record<string, string> = {
   'c5551a3faf64afea15e2ffa79749b5ce0e5a0b96d4dbcded56a89e8ec7e8f32e': 'gpt2',
   '0466e6d7ed7e19a2fb30e885440a6c0f84885f2f65e1b95f8bf183e50db74e56': 'gpt-neox-20b',
+  // The bundled families' tokenizers (data/models/*/tokenizer.json): the first 4,096 ids of the above.
+  '168b93efccd48d70f937cf31026e5a149c2c0ca037734b015def16f3450179ad': 'gpt2-4k (bundled)',
+  'ffe6322dceadb18694f9c547815b8a0920a1087eab35ecdfc2acbb48bf53dd71': 'gpt-neox-4k (bundled)',
 }
 
 const END_OF_TEXT = '<|endoftext|>'
@@ -245,6 +248,22 @@ export function assertSameTokenizer(seeds: readonly SeedTokenizer[]): void {
       )
     }
   }
+}
+
+/**
+ * Every seed that ships a tokenizer (tokenizer.json or vocab.json in its directory) must ship `corpus`'s, the one
+ * the token rows were made with; seeds without one are taken to use it.
+ */
+export async function assertSeedsShareTokenizer(
+  seeds: readonly { name: string; checkpoint: string }[],
+  corpus: Pick<Tokenizer, 'name' | 'fingerprint'>,
+): Promise<void> {
+  const shipped: SeedTokenizer[] = []
+  for (const seed of seeds) {
+    const hasTokenizer = ['tokenizer.json', 'vocab.json'].some((f) => existsSync(join(seed.checkpoint, f)))
+    if (hasTokenizer) shipped.push({ seed: seed.name, tokenizer: await loadTokenizer(seed.checkpoint) })
+  }
+  assertSameTokenizer([...shipped, { seed: 'the corpus tokens', tokenizer: corpus }])
 }
 
 function endOfTextId(definition: TokenizerDefinition, where: string): number {

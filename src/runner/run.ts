@@ -1,6 +1,7 @@
 // `seedscope run` as a library call: take the lock, then per stage in order expand the units, skip those whose
 // manifest entry and outputs still match, run the rest (up to execution.concurrency at once where the stage
 // allows it) and record each unit in the manifest only once its files are complete.
+import { readdirSync, rmSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import pLimit from 'p-limit'
 import type { PipelineConfig } from '../config.js'
@@ -48,6 +49,7 @@ export async function runPipeline(
   const reporter = options.reporter ?? silentReporter
   const selection = selectStages(stages, options.stages)
   const lock = acquireLock(cfg.output_dir, (m) => reporter.warn(m))
+  removeStrayBookkeeping(cfg.output_dir)
   const fileHashes = new FileHashCache(join(cfg.output_dir, '.cache', 'file-hashes.json'), (path, bytes) => {
     if (bytes > 64 << 20) reporter.info(`hashing ${displayPath(path)} (${(bytes / 2 ** 30).toFixed(1)} GiB, once)`)
   })
@@ -199,4 +201,27 @@ function abortPromise(signal: AbortSignal): Promise<never> {
     if (signal.aborted) reject(new RunAborted())
     signal.addEventListener('abort', () => reject(new RunAborted()), { once: true })
   })
+}
+
+/**
+ * A run killed while it rewrote a manifest or the hash cache leaves their temporary behind (`.<name>.<pid>.tmp`).
+ * Under the lock no other writer exists, so every such file is stale.
+ */
+function removeStrayBookkeeping(outputDir: string): void {
+  const stray = /^\.(manifest\.json|file-hashes\.json)\.\d+\.tmp$/
+  let dirs: string[]
+  try {
+    dirs = readdirSync(outputDir)
+  } catch {
+    return
+  }
+  for (const dir of dirs) {
+    const path = join(outputDir, dir)
+    try {
+      if (!statSync(path).isDirectory()) continue
+      for (const name of readdirSync(path)) if (stray.test(name)) rmSync(join(path, name), { force: true })
+    } catch {
+      // a directory that vanished or cannot be read holds nothing of ours to clean
+    }
+  }
 }

@@ -1,23 +1,16 @@
 // Which token positions enter correlation and statistics (SPEC §2): not position 0 (BOS), not any BOS/pad token
 // (GPT-2's BOS is also its EOS, which joins documents), not the configured skip tokens (default "\n").
-import { existsSync } from 'node:fs'
-import { join } from 'node:path'
 import type { PipelineConfig } from '../../config.js'
 import { UserError } from '../../errors.js'
-import { assertSameTokenizer, loadTokenizer } from '../../model/tokenizer.js'
+import { assertSeedsShareTokenizer, loadTokenizer } from '../../model/tokenizer.js'
 import type { TokenizeOutputSummary } from '../tokenize/stage.js'
 
 /**
  * The token ids left out: BOS/EOS plus each `extract.skip_tokens` string, which must be exactly one token.
- * Also checks that every seed that ships a tokenizer ships the corpus's (only those can be compared).
+ * Also checks that every seed that ships a tokenizer ships the corpus tokens' one (only those can be compared).
  */
 export async function skipTokenIds(cfg: PipelineConfig, summary: TokenizeOutputSummary): Promise<number[]> {
-  const shipped = []
-  for (const seed of cfg.seeds) {
-    const hasTokenizer = ['tokenizer.json', 'vocab.json'].some((f) => existsSync(join(seed.checkpoint, f)))
-    if (hasTokenizer) shipped.push({ seed: seed.name, tokenizer: await loadTokenizer(seed.checkpoint) })
-  }
-  assertSameTokenizer([...shipped, { seed: 'the corpus tokens', tokenizer: summary.tokenizer }])
+  await assertSeedsShareTokenizer(cfg.seeds, summary.tokenizer)
   const tokenizer = await loadTokenizer(cfg.tokenizer)
   const ids = new Set([summary.tokenizer.bos, summary.tokenizer.eos])
   for (const text of cfg.extract.skip_tokens) {

@@ -4,8 +4,9 @@ import { readFileSync } from 'node:fs'
 import { dirname } from 'node:path'
 import type { PipelineConfig } from '../../config.js'
 import { listCorpusFiles } from '../../io/corpus.js'
-import { findTokenizerFiles } from '../../model/tokenizer.js'
+import { assertSeedsShareTokenizer, findTokenizerFiles, loadTokenizer } from '../../model/tokenizer.js'
 import type { Stage, Unit } from '../../runner/stage.js'
+import { planTokenize } from '../stage-plans.js'
 import { TOKENIZE_VERSION, tokenizeCorpus, type TokenizeSummary } from './index.js'
 import { DOCUMENTS_FILE, MANIFEST_FILE, ROWS_FILE } from './outputs.js'
 
@@ -14,6 +15,7 @@ export { readTokenRows } from './outputs.js'
 interface CorpusUnit extends Unit {
   corpusPaths: string[]
   tokenizerPath: string
+  seeds: { name: string; checkpoint: string }[] // checked to share the corpus tokenizer before any work
 }
 
 export const TOKENIZE_OUTPUTS = {
@@ -33,10 +35,12 @@ export const tokenize: Stage<CorpusUnit, ReturnType<typeof tokenizeParams>> = {
   needs: [],
   work: 'doc',
   params: tokenizeParams,
-  units: (cfg) => [{ id: 'corpus', corpusPaths: cfg.corpus.paths, tokenizerPath: cfg.tokenizer }],
+  units: (cfg) => [{ id: 'corpus', corpusPaths: cfg.corpus.paths, tokenizerPath: cfg.tokenizer, seeds: cfg.seeds }],
   outputs: () => Object.values(TOKENIZE_OUTPUTS),
+  plan: planTokenize,
   inputs: (unit, cfg) => ({ files: [...listCorpusFiles(unit.corpusPaths, cfg.corpus.format).map((f) => f.path), ...tokenizerFilePaths(unit.tokenizerPath)] }),
   async run(unit, ctx) {
+    await assertSeedsShareTokenizer(unit.seeds, await loadTokenizer(unit.tokenizerPath))
     const { tokenize: t, corpus } = ctx.params
     await tokenizeCorpus(
       {
