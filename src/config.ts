@@ -158,6 +158,36 @@ const correlate = z
   })
   .strict()
 
+const reextract = z
+  .object({
+    enabled: z
+      .boolean()
+      .default(false)
+      .describe('default false: a second forward pass only for chosen neurons, once universality is known (SPEC §7)'),
+    neurons: z
+      .union([z.literal('universal'), z.array(z.string().regex(/^\d+\.\d+$/, { message: 'a neuron "L.N", e.g. "3.117"' }))])
+      .default('universal')
+      .describe('default "universal": each seed\'s universal neurons; or a list of "L.N" for every seed'),
+    random_per_neuron: z
+      .number()
+      .int()
+      .min(0)
+      .default(1)
+      .describe('default 1: per chosen neuron, this many random others of the same layer, as a matched comparison set'),
+    sample_seed: z.number().int().min(0).default(0).describe('default 0: fixed, so the random comparison set is reproducible'),
+    max_tokens: z
+      .number()
+      .int()
+      .positive()
+      .default(1_000_000)
+      .describe('default 1000000: token budget per seed (the study cached its universal neurons over 1e7)'),
+    split: z
+      .enum(['main', 'heldout'])
+      .default('main')
+      .describe('default main: which token rows; heldout rows were never used to find the neurons'),
+  })
+  .strict()
+
 // Execution settings change speed, never results; stages keep them out of their params (and so out of hashes).
 const execution = z
   .object({
@@ -200,6 +230,7 @@ export const pipelineConfigSchema = z
     tokenize: tokenize.prefault({}).describe('how documents become rows of tokens (SPEC §2)'),
     extract: extract.prefault({}).describe('which activations are computed and how they are kept (SPEC §1, §7)'),
     correlate: correlate.prefault({}).describe('all-pairs correlation and the universality test (SPEC §3)'),
+    reextract: reextract.prefault({}).describe('activations of chosen neurons only, stored for later stages (SPEC §7)'),
     execution: execution.prefault({}).describe('how the work is spread over cores; never changes results'),
   })
   .strict()

@@ -22,6 +22,8 @@ export interface ShardLayout {
   valid: Uint8Array // [rows · positions], 1 where the token enters correlation
   dtype: ActivationDtype
   site: string // e.g. blocks.{l}.mlp.hook_post
+  neurons?: readonly number[] // a subset of global indices l·d_mlp + n, in row order (default: every neuron)
+  metadata?: Record<string, string> // more key-value metadata, e.g. why these neurons were chosen
 }
 
 export interface ShardInfo extends ShardLayout {
@@ -33,10 +35,11 @@ export interface ShardInfo extends ShardLayout {
  * values it cannot represent instead of writing ±Inf (the reference study lost data that way).
  */
 export function writeActivationShard(path: string, layout: ShardLayout, acts: Float32Array): { bytes: number; sha256: string } {
-  const neurons = layout.nLayers * layout.dMlp
+  const global = layout.neurons ?? Array.from({ length: layout.nLayers * layout.dMlp }, (_, g) => g)
+  const neurons = global.length
   const tokens = countValid(layout.valid)
   if (acts.length !== neurons * tokens) throw new Error(`activation shard ${path}: ${acts.length} values for ${neurons} neurons × ${tokens} tokens`)
-  if (layout.dtype === 'float16') checkFloat16Range(acts, tokens, layout.dMlp, path)
+  if (layout.dtype === 'float16') checkFloat16Range(acts, tokens, (row) => global[row], layout.dMlp, path)
   const writer = new TableWriter(path, {
     columns: [
       { name: 'layer', type: 'INT32' },
@@ -52,6 +55,8 @@ export function writeActivationShard(path: string, layout: ShardLayout, acts: Fl
       'seedscope.positions': String(layout.positions),
       'seedscope.rows': JSON.stringify(layout.rows),
       'seedscope.valid': Buffer.from(packBits(layout.valid)).toString('base64'),
+      'seedscope.neurons': layout.neurons ? JSON.stringify(layout.neurons) : 'all',
+      ...layout.metadata,
       'seedscope.layout': 'one row per neuron; acts = little-endian blob of the valid tokens in (row, position) order',
     },
   })
@@ -61,10 +66,10 @@ export function writeActivationShard(path: string, layout: ShardLayout, acts: Fl
       const layer = new Int32Array(end - start)
       const neuron = new Int32Array(end - start)
       const blobs: Uint8Array[] = []
-      for (let g = start; g < end; g++) {
-        layer[g - start] = Math.floor(g / layout.dMlp)
-        neuron[g - start] = g % layout.dMlp
-        const values = acts.subarray(g * tokens, (g + 1) * tokens)
+      for (let row = start; row < end; row++) {
+        layer[row - start] = Math.floor(global[row] / layout.dMlp)
+        neuron[row - start] = global[row] % layout.dMlp
+        const values = acts.subarray(row * tokens, (row + 1) * tokens)
         blobs.push(layout.dtype === 'float16' ? float16Bytes(values) : littleEndianFloat32(values))
       }
       writer.append({ layer, neuron, acts: blobs })
@@ -90,10 +95,11 @@ export async function readActivationShardInfo(path: string): Promise<ShardInfo> 
     dtype: m['seedscope.dtype'] as ActivationDtype,
     site: m['seedscope.site'],
     tokens: Number(m['seedscope.tokens']),
+    neurons: m['seedscope.neurons'] && m['seedscope.neurons'] !== 'all' ? (JSON.parse(m['seedscope.neurons']) as number[]) : undefined,
   }
 }
 
-/** Neurons [start, end) (global indices l·d_mlp + n) of a shard: [end − start, tokens], neuron-major. */
+/** Rows [start, end) of a shard (= global neurons [start, end) unless it holds a subset): [end − start, tokens], neuron-major. */
 export async function readActivationBlock(path: string, info: ShardInfo, start: number, end: number): Promise<Float32Array> {
   const records = await readTable(path, { columns: ['acts'], rowStart: start, rowEnd: end })
   const out = new Float32Array((end - start) * info.tokens)
@@ -142,10 +148,10 @@ function fromLittleEndianFloat32(bytes: Uint8Array): Float32Array {
   return Float32Array.from({ length: bytes.byteLength / 4 }, (_, i) => view.getFloat32(i * 4, true))
 }
 
-function checkFloat16Range(acts: Float32Array, tokens: number, dMlp: number, path: string): void {
+function checkFloat16Range(acts: Float32Array, tokens: number, globalOf: (row: number) => number, dMlp: number, path: string): void {
   for (let i = 0; i < acts.length; i++) {
     if (!(Math.abs(acts[i]) <= FLOAT16_MAX)) {
-      const neuron = Math.floor(i / tokens)
+      const neuron = globalOf(Math.floor(i / tokens))
       throw new Error(
         `${path}: activation ${acts[i]} of neuron ${Math.floor(neuron / dMlp)}.${neuron % dMlp} does not fit float16 ` +
           `(|x| ≤ 65504); set extract.dtype: float32`,

@@ -3,11 +3,12 @@
 import type { AnyStage } from '../runner/stage.js'
 import { correlate } from './correlate/index.js'
 import { extract } from './extract/index.js'
+import { reextract } from './reextract.js'
 import { stats } from './stats.js'
 import { tokenize } from './tokenize/stage.js'
 import { universal } from './universal.js'
 
-export const stages: readonly AnyStage[] = [tokenize, extract, stats, correlate, universal]
+export const stages: readonly AnyStage[] = [tokenize, extract, stats, correlate, universal, reextract]
 
 /**
  * The stages a command works on. With SEEDSCOPE_TOY_STAGES=1 in `env`, the runner's toy stages replace them:

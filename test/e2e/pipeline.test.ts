@@ -236,3 +236,30 @@ describe('streamed mode', () => {
     }
   })
 })
+
+describe('reextract', () => {
+  test('stores only the chosen neurons and a matched random sample of their layers, equal to the full extraction', async () => {
+    const budget = CTX * ROWS_PER_SHARD * 2
+    const yaml = config('out', 'stored') + `reextract: { enabled: true, neurons: ["0.3", "1.10"], random_per_neuron: 2, max_tokens: ${budget} }\n`
+    writeFileSync(join(root, 'reextract.yaml'), yaml)
+    const run = runCli(['run', '--config', 'reextract.yaml', '--stages', 'reextract'], root)
+    expect(run.status, run.stderr).toBe(0)
+    for (const shard of [0, 1]) {
+      const path = out('reextract', 's2', `shard-000${shard}.parquet`)
+      const info = await readActivationShardInfo(path)
+      const chosen = [3, TINY.dMlp + 10]
+      expect(info.neurons).toHaveLength(6)
+      for (const g of chosen) expect(info.neurons).toContain(g)
+      const layers = info.neurons!.map((g) => Math.floor(g / TINY.dMlp))
+      expect(layers.filter((l) => l === 0)).toHaveLength(3) // the chosen one and its two random companions
+      const got = await readActivationBlock(path, info, 0, 6)
+      const full = await readActivationShardInfo(out('extract', 's2', `shard-000${shard}.parquet`))
+      expect(full.rows).toEqual(info.rows)
+      const all = await readActivationBlock(out('extract', 's2', `shard-000${shard}.parquet`), full, 0, N)
+      info.neurons!.forEach((g, row) => {
+        expect(got.subarray(row * info.tokens, (row + 1) * info.tokens)).toEqual(all.subarray(g * full.tokens, (g + 1) * full.tokens))
+      })
+    }
+    expect(existsSync(out('reextract', 's2', 'shard-0002.parquet'))).toBe(false) // the token budget: two shards
+  })
+})
