@@ -50,7 +50,8 @@ function projectFromReference(name: string): string {
 
 /** The `run:` summary line of a run with every stage, given units run and skipped per stage. */
 function summary(counts: Record<'tokenize' | 'extract' | 'stats' | 'correlate' | 'universal', [ran: number, skipped: number]>): string {
-  return `run: ${Object.entries(counts).map(([stage, [ran, skipped]]) => `${stage} ${ran} run, ${skipped} skipped`).join('; ')}\n`
+  const stages = { ...counts, reextract: [0, 0] } // reextract is off (reextract.enabled: false)
+  return `run: ${Object.entries(stages).map(([stage, [ran, skipped]]) => `${stage} ${ran} run, ${skipped} skipped`).join('; ')}\n`
 }
 
 /** Units of `stage` the run's log says it skipped: named one by one while few, else counted. */
@@ -174,6 +175,39 @@ describe('seedscope run on the real stages, killed and resumed', () => {
     const differing = differingFiles(outputFiles(out(dir)), reference)
     expect(differing.filter((p) => p.startsWith('correlate/') || p.startsWith('universal/'))).toEqual([])
     expect(differing).toEqual([])
+    expect(strayTemporaries(out(dir))).toEqual([])
+  })
+})
+
+describe('streamed mode, killed and resumed', () => {
+  test('SIGKILL mid-stream: the rerun resumes from the checkpoint and ends with the stored run\'s bytes (SPEC §7)', async () => {
+    const config = CONFIG.replace('extract: { rows_per_shard: 2, batch_rows: 2, top_k: 5 }', 'extract: { rows_per_shard: 2, batch_rows: 2, top_k: 5, mode: streamed }')
+    const dir = project('streamed-killed', config)
+    const checkpoint = () => {
+      const unitDir = out(dir, 'extract', '.partial', 'stream')
+      return existsSync(unitDir) && readdirSync(unitDir).some((key) => existsSync(join(unitDir, key, 'stream.safetensors')))
+    }
+    const child = startCli(['run'], dir)
+    const { exited } = watchChild(child)
+    let ended = false
+    void exited.then(() => (ended = true))
+    const caught = await until(checkpoint, 'the stream unit saves a checkpoint', { stop: () => ended })
+    child.kill('SIGKILL')
+    const killed = await exited
+    expect(caught, `the stream ended before a checkpoint was seen:\n${killed.stderr}`).toBe(true)
+    expect(finishedUnits(out(dir), 'extract').size).toBe(0)
+
+    const resumed = runCli(['run'], dir)
+    expect(resumed.status, resumed.stderr).toBe(0)
+    const at = resumed.stderr.match(/\] extract stream: resuming from a checkpoint \((\d+) of (\d+) shards done\)$/m)
+    expect(at, resumed.stderr).not.toBeNull()
+    expect(Number(at![1])).toBeGreaterThanOrEqual(1)
+    expect(Number(at![1])).toBeLessThan(Number(at![2]))
+    const results = outputFiles(out(dir))
+    const compared = [...reference.keys()].filter((p) => /^(stats|correlate|universal)\//.test(p))
+    expect(compared.length).toBeGreaterThanOrEqual(7)
+    for (const path of compared) expect(results.get(path)?.equals(reference.get(path)!), path).toBe(true)
+    expect(existsSync(out(dir, 'extract', '.partial', 'stream'))).toBe(false)
     expect(strayTemporaries(out(dir))).toEqual([])
   })
 })
