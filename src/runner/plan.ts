@@ -1,10 +1,12 @@
 // `seedscope plan` as a library call: per stage the units (all, and still to run) and the stage's own estimates
 // of tokens, FLOPs, disk, memory and time (SPEC §7), scaled to the units still to run; then warnings when the
-// free disk under output_dir or the machine's memory will not suffice.
+// free disk under output_dir or the machine's memory will not suffice. With `tokens`, a projection: every unit
+// counts as to run, and stages estimate that many tokens instead of reading the corpus or tokenize's outputs.
 import { statfsSync } from 'node:fs'
 import { availableParallelism, freemem, totalmem } from 'node:os'
 import { dirname } from 'node:path'
 import type { PipelineConfig } from '../config.js'
+import { UserError } from '../errors.js'
 import { displayPath } from './lock.js'
 import type { AnyStage, PlanEnvironment, PlanEstimate } from './stage.js'
 import { pipelineStatus } from './status.js'
@@ -24,20 +26,47 @@ export interface PipelinePlan {
   warnings: string[]
 }
 
-export async function planPipeline(cfg: PipelineConfig, stages: readonly AnyStage[]): Promise<PipelinePlan> {
-  const env = planEnvironment(cfg)
+export interface PlanOptions {
+  /** Plan a run of this many tokens (tokenize.max_tokens) from scratch, whatever the corpus and outputs hold. */
+  tokens?: number
+}
+
+/**
+ * The environment a projection hands to stages. PlanEnvironment (stage.ts) does not declare `tokens` yet, so
+ * stages read it through {@link assumedTokens} rather than a cast of their own.
+ */
+interface ProjectedEnvironment extends PlanEnvironment {
+  readonly tokens?: number
+}
+
+/** The token count `plan --tokens` assumes, or undefined for a plan of the config as it stands. */
+export function assumedTokens(env: PlanEnvironment): number | undefined {
+  return (env as ProjectedEnvironment).tokens
+}
+
+export async function planPipeline(cfg: PipelineConfig, stages: readonly AnyStage[], options: PlanOptions = {}): Promise<PipelinePlan> {
+  const env: ProjectedEnvironment = { ...planEnvironment(cfg), ...(options.tokens !== undefined && { tokens: options.tokens }) }
   const status = await pipelineStatus(cfg, stages)
   const plans: StagePlan[] = []
   for (const [i, stage] of stages.entries()) {
     const { units, waitingFor, problem } = status[i]
     const toRun = units.filter((u) => u.state !== 'done').length
-    // Units not yet known (upstream has not run) count as all to run.
-    const share = units.length ? toRun / units.length : waitingFor.length ? 1 : 0
-    const whole = (await stage.plan?.(cfg, env)) ?? {}
-    const estimate = scaled(whole, problem ? 1 : share)
+    // Units not yet known (upstream has not run) count as all to run; a projection runs everything.
+    const share = options.tokens !== undefined || problem ? 1 : units.length ? toRun / units.length : waitingFor.length ? 1 : 0
+    const estimate = scaled(await stageEstimate(stage, cfg, env), share)
     plans.push({ stage: stage.name, units: units.length, toRun, waitingFor, estimate, ...(problem && { problem }) })
   }
-  return { stages: plans, env, warnings: resourceWarnings(cfg, plans, env) }
+  return { stages: plans, env, warnings: resourceWarnings(cfg.output_dir, plans, env) }
+}
+
+/** A stage's own estimate; one it cannot make for a reason the user can fix (a missing model) becomes a note. */
+async function stageEstimate(stage: AnyStage, cfg: PipelineConfig, env: PlanEnvironment): Promise<PlanEstimate> {
+  try {
+    return (await stage.plan?.(cfg, env)) ?? {}
+  } catch (error) {
+    if (!(error instanceof UserError)) throw error
+    return { notes: [`no estimate: ${error.message}`] }
+  }
 }
 
 /** Work still to do; memory is a peak, so it does not shrink with the share. */
@@ -53,12 +82,13 @@ function scaled(estimate: PlanEstimate, share: number): PlanEstimate {
   }
 }
 
-function resourceWarnings(cfg: PipelineConfig, plans: readonly StagePlan[], env: PlanEnvironment): string[] {
+/** Where the estimates exceed the free disk under `outputDir`, or a stage's peak exceeds the memory. */
+export function resourceWarnings(outputDir: string, plans: readonly StagePlan[], env: PlanEnvironment): string[] {
   const warnings: string[] = []
   const disk = plans.reduce((sum, p) => sum + (p.estimate.diskBytes ?? 0), 0)
   if (env.freeDiskBytes !== undefined && disk > env.freeDiskBytes) {
     warnings.push(
-      `${displayPath(cfg.output_dir)} needs about ${bytes(disk)} more, but its file system has ${bytes(env.freeDiskBytes)} free`,
+      `${displayPath(outputDir)} needs about ${bytes(disk)} more, but its file system has ${bytes(env.freeDiskBytes)} free`,
     )
   }
   for (const p of plans) {

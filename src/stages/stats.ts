@@ -11,6 +11,7 @@ import { TopActivations } from '../stats/top-activations.js'
 import { shardName, shardStatsPath } from './extract/index.js'
 import { streamStatsPath } from './extract/stream.js'
 import { readShardStats } from './extract/shard-stats.js'
+import { planStats } from './stage-plans.js'
 
 interface SeedStatsUnit extends Unit {
   seed: string
@@ -28,6 +29,7 @@ export const stats: Stage<SeedStatsUnit, Record<string, never>> = {
   needs: ['extract'],
   work: 'shard',
   params: () => ({}), // everything it depends on arrives through the extract outputs it reads
+  plan: planStats,
   units: (cfg, upstream) => seedUnits(cfg, upstream),
   outputs: (u) => [statsPath(u.seed), topPath(u.seed)],
   inputs: (u) => ({ units: u.from.map((unit) => ({ stage: 'extract', unit })) }),
@@ -53,11 +55,12 @@ function seedUnits(cfg: PipelineConfig, upstream: UpstreamView): SeedStatsUnit[]
   const done = upstream.units('extract')
   const streamed = done.some((u) => u.id === 'stream')
   return cfg.seeds.flatMap((seed): SeedStatsUnit[] => {
+    const shards = done.filter((u) => u.id.startsWith(`${seed.name}/`)).map((u) => Number(u.id.split('shard-')[1]))
+    if (!streamed && shards.length === 0) return []
     const dMlp = readModelConfig(seed.checkpoint).shape.dMlp
     if (streamed) return [{ id: seed.name, seed: seed.name, parts: [streamStatsPath(seed.name)], from: ['stream'], dMlp }]
-    const shards = done.filter((u) => u.id.startsWith(`${seed.name}/`)).map((u) => Number(u.id.split('shard-')[1]))
     const parts = shards.map((shard) => shardStatsPath(seed.name, shard))
-    return shards.length ? [{ id: seed.name, seed: seed.name, parts, from: shards.map((s) => `${seed.name}/${shardName(s)}`), dMlp }] : []
+    return [{ id: seed.name, seed: seed.name, parts, from: shards.map((s) => `${seed.name}/${shardName(s)}`), dMlp }]
   })
 }
 

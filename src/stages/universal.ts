@@ -7,6 +7,7 @@ import type { Stage, Unit } from '../runner/stage.js'
 import { universality } from '../stats/universality.js'
 import { pairName, pairPath } from './correlate/index.js'
 import { readPairSide, type PairSide } from './correlate/pair-table.js'
+import { planUniversal } from './stage-plans.js'
 
 interface SeedUnit extends Unit {
   seed: string
@@ -36,6 +37,7 @@ export const universal: Stage<SeedUnit, ReturnType<typeof universalParams>> = {
     })
   },
   outputs: (u) => [universalPath(u.seed)],
+  plan: planUniversal,
   inputs: (u) => ({ units: u.pairs.map((p) => ({ stage: 'correlate', unit: pairName(p.a, p.b) })) }),
   async run(u, ctx) {
     const { threshold } = ctx.params.correlate

@@ -40,7 +40,7 @@ const CASES: [string, string | undefined, string, string[]?][] = [
     'unknown top-level key',
     GOOD + 'report:\n  title: x\n',
     'pipeline.config.yaml:8 report: unknown key; ' +
-      'expected one of output_dir, seeds, tokenizer, corpus, tokenize, extract, correlate, execution',
+      'expected one of output_dir, seeds, tokenizer, corpus, tokenize, extract, correlate, reextract, execution',
   ],
   [
     'wrong enum value',
@@ -170,6 +170,7 @@ describe('a good config', () => {
       baseline: { kind: 'gaussian_rows', seed: 0 },
       max_memory_gib: 8,
       checkpoint_every: 5_000_000,
+      checkpoint_minutes: 10,
     })
     expect(config.execution.concurrency).toBe(1)
     expect(config.execution.threads).toBeGreaterThan(0)

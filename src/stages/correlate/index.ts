@@ -10,6 +10,7 @@ import { shardName } from '../extract/index.js'
 import { streamCrossPath, streamWithinPath } from '../extract/stream.js'
 import { correlatePair } from './pair.js'
 import { finishStreamedPair } from './streamed.js'
+import { planCorrelate } from '../stage-plans.js'
 
 /** How often sums are saved; it changes nothing in the results, so it travels on the unit, outside the hash. */
 export interface Checkpointing {
@@ -69,6 +70,7 @@ export const correlate: Stage<PairUnit, CorrelateParams> = {
       ? { units: [{ stage: 'extract', unit: 'stream' }] }
       : { units: [u.a, u.b].flatMap((seed) => u.shards.map((s) => ({ stage: 'extract', unit: `${seed}/${shardName(s)}` }))) },
   run: (u, ctx) => (u.mode === 'streamed' ? finishStreamedPair(u, ctx) : correlatePair(u, ctx)),
+  plan: planCorrelate,
 }
 
 export { streamCrossPath, streamWithinPath }

@@ -7,6 +7,7 @@ import type { PipelineConfig } from '../../config.js'
 import { UserError } from '../../errors.js'
 import { checkpointFiles } from '../../io/checkpoint.js'
 import type { Stage, StageContext, Unit, UpstreamView } from '../../runner/stage.js'
+import { planExtract } from '../stage-plans.js'
 import { type Checkpointing, checkpointing } from '../correlate/index.js'
 import { TOKENIZE_OUTPUTS, tokenizeSummary } from '../tokenize/stage.js'
 import { extractShard } from './shard.js'
@@ -50,6 +51,7 @@ export const extract: Stage<ExtractUnit, ExtractParams> = {
     files: u.kind === 'stream' ? u.seeds.flatMap((s) => checkpointFiles(s.checkpoint)) : checkpointFiles(u.checkpoint),
   }),
   run: (u, ctx: StageContext<ExtractParams>) => (u.kind === 'stream' ? extractStream(u, ctx) : extractShard(u, ctx)),
+  plan: planExtract,
 }
 
 /** Stored: every seed × shard of the main split. Streamed: one unit over every shard. */
