@@ -35,13 +35,19 @@ export async function summarizeRun(cfg: PipelineConfig, options: SummaryOptions)
   lines.push(shareTable(tables))
   for (const seed of seeds) {
     const rows = tables.get(seed)!
-    const universal = rows.filter((r) => r.is_universal).sort((x, y) => (y.excess_corr as number) - (x.excess_corr as number))
-    if (universal.length === 0) continue
-    lines.push('', `Top universal neurons of ${seed} (of ${universal.length}), by excess_corr:`)
+    const ranked = rows.filter((r) => Number.isFinite(r.excess_corr)).sort((x, y) => (y.excess_corr as number) - (x.excess_corr as number))
+    const universal = ranked.filter((r) => r.is_universal)
+    const shown = universal.length ? universal : ranked
+    lines.push(
+      '',
+      universal.length
+        ? `Top universal neurons of ${seed} (of ${universal.length}), by excess_corr:`
+        : `No neuron of ${seed} passes; the closest, by excess_corr (median baseline ${fmt(median(rows.map((r) => r.mean_baseline as number)))}):`,
+    )
     const top = await readTable(out(`stats/${seed}.top.parquet`)).catch(() => [] as Row[])
     const otherNames = cfg.seeds.map((s) => s.name).filter((s) => s !== seed)
     lines.push(`  neuron     mean_corr  baseline  excess   max_corr with ${otherNames.join(', ')}`)
-    for (const r of universal.slice(0, options.top)) {
+    for (const r of shown.slice(0, options.top)) {
       const name = `${r.layer}.${r.neuron}`.padEnd(10)
       const perSeed = otherNames.map((o) => `${fmt(r[`max_corr_${o}`])} (${r[`max_layer_${o}`]}.${r[`max_neuron_${o}`]})`).join('  ')
       lines.push(`  ${name} ${fmt(r.mean_corr)}      ${fmt(r.mean_baseline)}     ${fmt(r.excess_corr)}    ${perSeed}`)
@@ -88,6 +94,11 @@ async function inContext(cfg: PipelineConfig, tokenizer: Tokenizer, row: number,
 
 function oneLine(text: string): string {
   return JSON.stringify(text).slice(1, -1)
+}
+
+function median(values: number[]): number {
+  const finite = values.filter(Number.isFinite).sort((a, b) => a - b)
+  return finite.length ? finite[Math.floor(finite.length / 2)] : NaN
 }
 
 function fmt(value: unknown): string {
