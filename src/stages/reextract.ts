@@ -4,19 +4,17 @@
 // streamed mode finds the 1–5% worth keeping, this stage keeps them.
 import type { PipelineConfig } from '../config.js'
 import { UserError } from '../errors.js'
-import { countValid, writeActivationShard } from '../io/activation-store.js'
+import { writeActivationShard } from '../io/activation-store.js'
 import { checkpointFiles } from '../io/checkpoint.js'
 import { readTable } from '../io/tables.js'
 import { readModelConfig } from '../model/hf-config.js'
-import { startModelRunner } from '../model/model-worker.js'
 import { parseNeuron } from '../model/sites.js'
 import type { Stage, StageContext, Unit, UpstreamView } from '../runner/stage.js'
 import { seededRandom } from '../stats/rotation.js'
 import { shardName } from './extract/index.js'
-import { EXTRACTION_REQUEST } from './extract/shard.js'
-import { idsOf, ShardBuffer } from './extract/shard-buffer.js'
-import { skipTokenIds, validPositions } from './extract/valid-positions.js'
-import { readTokenRows, TOKENIZE_OUTPUTS, tokenizeSummary } from './tokenize/stage.js'
+import { forwardShard } from './extract/shard.js'
+import { skipTokenIds } from './extract/valid-positions.js'
+import { TOKENIZE_OUTPUTS, tokenizeSummary } from './tokenize/stage.js'
 import { universalPath } from './universal.js'
 
 interface ReextractUnit extends Unit {
@@ -134,30 +132,13 @@ function hashName(name: string): number {
 
 async function reextractShard(u: ReextractUnit, ctx: StageContext<ReextractParams>): Promise<void> {
   const { extract: params } = ctx.params
-  const rows = await readTokenRows(ctx.upstream.path('tokenize'), { rowStart: u.rowStart, rowEnd: u.rowEnd })
-  const positions = rows[0].tokens.length
-  const valid = validPositions(rows.map((r) => r.tokens), positions, u.skipIds)
-  const tokens = countValid(valid)
-  ctx.progress.setTotal(rows.length * positions)
-  const model = await startModelRunner(u.checkpoint, EXTRACTION_REQUEST, { threads: ctx.execution.threads, provider: ctx.execution.provider })
-  try {
-    const { nLayers, dMlp } = model.config.shape
-    const buffer = new ShardBuffer({ nLayers, dMlp }, tokens, 1, params.site)
-    for (let start = 0; start < rows.length; start += params.batch_rows) {
-      if (ctx.signal.aborted) throw new Error('reextract: cancelled')
-      const batch = rows.slice(start, start + params.batch_rows)
-      const outputs = await model.run({ data: idsOf(batch, positions), batch: batch.length, positions })
-      buffer.absorb(outputs, valid.subarray(start * positions, (start + batch.length) * positions), batch[0].row, positions)
-      ctx.progress.advance(batch.length * positions)
-    }
-    const neurons = [...new Set([...u.chosen, ...u.comparison])].sort((a, b) => a - b)
-    const selected = new Float32Array(neurons.length * tokens)
-    neurons.forEach((g, row) => selected.set(buffer.acts.subarray(g * tokens, (g + 1) * tokens), row * tokens))
-    writeActivationShard(ctx.outputPath(reextractPath(u.seed, u.shard)), {
-      nLayers, dMlp, rows: rows.map((r) => r.row), positions, valid, dtype: params.dtype, site: params.site, neurons,
-      metadata: { 'seedscope.chosen': JSON.stringify(u.chosen), 'seedscope.comparison': JSON.stringify(u.comparison) },
-    }, selected)
-  } finally {
-    await model.close()
-  }
+  const { buffer, rows, positions, valid, layout } = await forwardShard(u, ctx, { site: params.site, topK: 1, batchRows: params.batch_rows })
+  const neurons = [...new Set([...u.chosen, ...u.comparison])].sort((a, b) => a - b)
+  const tokens = buffer.tokens
+  const selected = new Float32Array(neurons.length * tokens)
+  neurons.forEach((g, row) => selected.set(buffer.acts.subarray(g * tokens, (g + 1) * tokens), row * tokens))
+  writeActivationShard(ctx.outputPath(reextractPath(u.seed, u.shard)), {
+    ...layout, rows: rows.map((r) => r.row), positions, valid, dtype: params.dtype, site: params.site, neurons,
+    metadata: { 'seedscope.chosen': JSON.stringify(u.chosen), 'seedscope.comparison': JSON.stringify(u.comparison) },
+  }, selected)
 }

@@ -10,7 +10,7 @@ import { planTokenize } from '../stage-plans.js'
 import { TOKENIZE_VERSION, tokenizeCorpus, type TokenizeSummary } from './index.js'
 import { DOCUMENTS_FILE, MANIFEST_FILE, ROWS_FILE } from './outputs.js'
 
-export { readTokenRows } from './outputs.js'
+export { readTokenRows, type TokenRow } from './outputs.js'
 
 interface CorpusUnit extends Unit {
   corpusPaths: string[]
