@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 export ONNXRUNTIME_NODE_INSTALL := skip
 
-.PHONY: all install build test demo bench clean
+.PHONY: all install build native test demo bench clean
 
 all: build
 
@@ -11,18 +11,42 @@ node_modules/.package-lock.json: package.json package-lock.json
 
 install: node_modules/.package-lock.json
 
-build: install
+build: install native
 	npx tsc -p tsconfig.json
+
+# The OpenBLAS GEMM addon for the correlate stage (native/sgemm/README.md). Without libopenblas-dev this
+# prints one line and the build goes on: src/model/gemm.ts then picks a slower backend.
+native: native/sgemm/build/Release/sgemm.node
+
+native/sgemm/build/Release/sgemm.node: native/sgemm/sgemm.c native/sgemm/binding.gyp native/sgemm/build.sh
+	native/sgemm/build.sh
 
 test: build
 	npx vitest run
 
 demo: build
-	@echo "make demo: not yet available (the bundled seed families and the demo pipeline land with issue 6)."
-	@echo "What exists today: seedscope inspect (see node dist/cli.js --help)."
+	node dist/cli.js run --config pipeline.config.yaml
+	@echo
+	node dist/cli.js summary --config pipeline.config.yaml
+
+# Benchmarks (bench/README.md), one after another: each prints its numbers and its ratios against a peer measured
+# in the same run (the machine is shared, so absolute numbers drift). A benchmark that fails does not stop the
+# others; the target fails at the end, naming it. Each takes under ~3 minutes; the first run also tokenizes.
+BENCHMARKS := bench/forward.ts bench/tokenize.bench.mjs bench/gemm.ts bench/extract.ts bench/correlate.ts bench/streamed.ts
 
 bench: build
-	@echo "bench: no benchmarks yet"
+	@failed=(); \
+	for b in $(BENCHMARKS); do \
+	  echo; echo "################ $$b ################"; \
+	  if [[ ! -f $$b ]]; then echo "$$b: not there yet, skipped"; continue; fi; \
+	  if [[ $$b == *.mjs ]]; then node $$b || failed+=($$b); else npx tsx $$b || failed+=($$b); fi; \
+	done; \
+	if (( $${#failed[@]} )); then echo "make bench: failed: $${failed[*]}"; exit 1; fi
 
 clean:
 	rm -rf dist outputs/*
+
+# Bundled seed families (data/corpus, data/models): run by hand once, never in CI. See tools/train-seeds/README.md.
+.PHONY: train-seeds
+train-seeds:
+	$(MAKE) -C tools/train-seeds

@@ -21,20 +21,23 @@ export type Feed =
   | { dtype: 'int64'; data: BigInt64Array; dims: number[] }
   | { dtype: 'float32'; data: Float32Array; dims: number[] }
 
+/** Why `provider` cannot run here (one line naming the fix), or undefined when it can. */
+export function providerProblem(provider: 'cpu' | 'cuda'): string | undefined {
+  if (provider === 'cpu') return undefined
+  if (ort.listSupportedBackends().find((b) => b.name === provider)?.bundled) return undefined
+  return (
+    `execution provider "${provider}" is not available in this onnxruntime-node build (it ships CPU only); ` +
+    `install the GPU build (npm install onnxruntime-node with ONNXRUNTIME_NODE_INSTALL=cuda12 on a machine that reaches api.nuget.org) or set execution.provider: cpu`
+  )
+}
+
 export class ModelSession {
   private constructor(private readonly session: ort.InferenceSession) {}
 
   static async create(model: Uint8Array, options: SessionOptions = {}): Promise<ModelSession> {
     const provider = options.provider ?? 'cpu'
-    if (provider !== 'cpu') {
-      const available = ort.listSupportedBackends().find((b) => b.name === provider)
-      if (!available?.bundled) {
-        throw new UserError(
-          `execution provider "${provider}" is not available in this onnxruntime-node build (it ships CPU only); ` +
-            `install the GPU build (npm install onnxruntime-node with ONNXRUNTIME_NODE_INSTALL=cuda12 on a machine that reaches api.nuget.org) or set execution.provider: cpu`,
-        )
-      }
-    }
+    const problem = providerProblem(provider)
+    if (problem) throw new UserError(problem)
     const session = await ort.InferenceSession.create(model, {
       executionProviders: [provider],
       graphOptimizationLevel: 'all',
@@ -64,5 +67,41 @@ export class ModelSession {
 
   async release(): Promise<void> {
     await this.session.release()
+  }
+}
+
+// ── The correlation GEMM on onnxruntime (SPEC §7) ───────────────────────────────────────────────────────────
+// Appended as a self-contained block (its imports included) so it stays clear of the session code above.
+// src/model/gemm.ts decides whether to use it; the native OpenBLAS addon is faster when it is built.
+import { GraphBuilder, int } from './graph-builder.js'
+import { concatEncoded, DataType } from './onnx-proto.js'
+
+/** out[m×n] = a[m×k]·b[n×k]ᵀ on onnxruntime: the `Gemm` contract of src/stats/gemm.ts, but asynchronous. */
+export interface GemmRunner {
+  /** Overwrites out[0, m·n). onnxruntime returns the product in a fresh buffer, which is copied into `out`. */
+  run(a: Float32Array, b: Float32Array, m: number, n: number, k: number, out: Float32Array): Promise<void>
+  release(): Promise<void>
+}
+
+/** A one-node graph, Gemm(a, b, transB=1) with symbolic m, n, k, in a session with `threads` intra-op threads. */
+export async function createGemmRunner(threads: number): Promise<GemmRunner> {
+  const g = new GraphBuilder()
+  const a = g.input('a', DataType.FLOAT, ['m', 'k'])   // [neurons of A, tokens]
+  const b = g.input('b', DataType.FLOAT, ['n', 'k'])   // [neurons of B, tokens]
+  g.output('out', g.op('Gemm', [a, b], { transB: int(1) }), DataType.FLOAT, ['m', 'n'])
+  const session = await ModelSession.create(concatEncoded(g.build('gemm')), { threads })
+  return {
+    async run(aData, bData, m, n, k, out) {
+      if (aData.length < m * k || bData.length < n * k || out.length < m * n) {
+        throw new Error(`gemm: operands too short for m=${m} n=${n} k=${k}: a has ${aData.length} (need ${m * k}), ` +
+          `b has ${bData.length} (need ${n * k}), out has ${out.length} (need ${m * n})`)
+      }
+      const result = await session.run({
+        a: { dtype: 'float32', data: aData.subarray(0, m * k), dims: [m, k] },
+        b: { dtype: 'float32', data: bData.subarray(0, n * k), dims: [n, k] },
+      })
+      out.set(result.out.data)
+    },
+    release: () => session.release(),
   }
 }

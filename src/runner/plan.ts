@@ -6,6 +6,7 @@ import { statfsSync } from 'node:fs'
 import { availableParallelism, freemem, totalmem } from 'node:os'
 import { dirname } from 'node:path'
 import type { PipelineConfig } from '../config.js'
+import { providerProblem } from '../model/runtime.js'
 import { UserError } from '../errors.js'
 import { displayPath } from './lock.js'
 import type { AnyStage, PlanEnvironment, PlanEstimate } from './stage.js'
@@ -56,7 +57,8 @@ export async function planPipeline(cfg: PipelineConfig, stages: readonly AnyStag
     const estimate = scaled(await stageEstimate(stage, cfg, env), share)
     plans.push({ stage: stage.name, units: units.length, toRun, waitingFor, estimate, ...(problem && { problem }) })
   }
-  return { stages: plans, env, warnings: resourceWarnings(cfg.output_dir, plans, env) }
+  const provider = providerProblem(cfg.execution.provider)
+  return { stages: plans, env, warnings: [...(provider ? [provider] : []), ...resourceWarnings(cfg.output_dir, plans, env)] }
 }
 
 /** A stage's own estimate; one it cannot make for a reason the user can fix (a missing model) becomes a note. */

@@ -263,3 +263,19 @@ describe('reextract', () => {
     expect(existsSync(out('reextract', 's2', 'shard-0002.parquet'))).toBe(false) // the token budget: two shards
   })
 })
+
+describe('execution providers', () => {
+  test('cuda, which this onnxruntime-node build lacks: plan warns and run refuses, one line naming the fix', () => {
+    const cuda = ['--set', 'execution.provider=cuda']
+    const plan = runCli(['plan', ...cuda], root)
+    expect(plan.status, plan.stderr).toBe(0)
+    expect(plan.stdout + plan.stderr).toMatch(/execution provider "cuda" is not available in this onnxruntime-node build.*ONNXRUNTIME_NODE_INSTALL=cuda12/)
+    writeFileSync(join(root, 'cuda.yaml'), config('out-cuda', 'stored'))
+    const run = runCli(['run', '--config', 'cuda.yaml', ...cuda], root)
+    expect(run.status).toBe(1)
+    const errors = run.stderr.split('\n').filter((line) => line.startsWith('seedscope:'))
+    expect(errors).toHaveLength(1)
+    expect(errors[0]).toMatch(/execution provider "cuda" is not available.*or set execution\.provider: cpu$/)
+    expect(run.stderr).not.toMatch(/\n\s+at /)
+  })
+})

@@ -1,0 +1,150 @@
+import { afterAll, describe, expect, it } from 'vitest'
+import { gemmFallback } from '../stats/gemm.js'
+import { PearsonAccumulator } from '../stats/pearson.js'
+import { seededRandom } from '../stats/rotation.js'
+import { type GemmBackend, type GemmBackendName, loadFastGemm, loadGemmBackend } from './gemm.js'
+
+// The reference: the textbook triple loop in float64, plus Σ|a||b| per entry for the float32 error bound.
+function naive(a: Float32Array, b: Float32Array, m: number, n: number, k: number): { exact: Float64Array; magnitude: Float64Array } {
+  const exact = new Float64Array(m * n), magnitude = new Float64Array(m * n)
+  for (let i = 0; i < m; i++) {
+    for (let j = 0; j < n; j++) {
+      let s = 0, t = 0
+      for (let p = 0; p < k; p++) {
+        s += a[i * k + p] * b[j * k + p]
+        t += Math.abs(a[i * k + p] * b[j * k + p])
+      }
+      exact[i * n + j] = s
+      magnitude[i * n + j] = t
+    }
+  }
+  return { exact, magnitude }
+}
+
+function randomFloat32(length: number, seed: number): Float32Array {
+  const random = seededRandom(seed, 0)
+  const out = new Float32Array(length)
+  for (let i = 0; i < length; i++) out[i] = random() * 2 - 1
+  return out
+}
+
+// Backends that cannot load here are skipped with the reason in the test name (e.g. the addon before `make native`).
+function tryLoad(name: GemmBackendName): GemmBackend | string {
+  try {
+    return loadGemmBackend(name, 2)
+  } catch (error) {
+    return (error as Error).message
+  }
+}
+const backends = (['openblas', 'onnxruntime', 'js'] as const).map((name) => ({ name, backend: tryLoad(name) }))
+afterAll(() => {
+  for (const { backend } of backends) if (typeof backend !== 'string') backend.close()
+})
+
+// m, n, k: 1s, empty products, primes, and sizes just past the 16/32/64/256 multiples BLAS kernels block by.
+const ODD_SHAPES: [number, number, number][] = [
+  [1, 1, 1], [1, 7, 3], [5, 1, 9], [3, 5, 1], [2, 3, 0], [0, 4, 5], [17, 13, 31], [67, 70, 300], [129, 65, 513], [33, 250, 1031],
+]
+// Larger shapes, checked against the pure-JS fallback (itself checked against the triple loop in src/stats).
+const LARGE_SHAPES: [number, number, number][] = [[300, 257, 4099], [513, 383, 1000]]
+
+for (const { name, backend } of backends) {
+  const reason = typeof backend === 'string' ? backend : undefined
+  describe.skipIf(reason !== undefined)(`gemm backend ${name}${reason ? ` (skipped: ${reason})` : ''}`, () => {
+    const gemm = () => (backend as GemmBackend).gemm
+
+    it.each(ODD_SHAPES)('matches the float64 triple loop for m=%i n=%i k=%i', (m, n, k) => {
+      const a = randomFloat32(m * k, 1), b = randomFloat32(n * k, 2)
+      const out = new Float32Array(m * n).fill(123)  // overwritten, not accumulated into
+      gemm()(a, b, m, n, k, out)
+      const { exact, magnitude } = naive(a, b, m, n, k)
+      // Float32 summation in any order: |error| ≤ (k + 1)·u·Σ|a·b| with u = 2^-24 (Higham's γ_k bound).
+      for (let i = 0; i < exact.length; i++) {
+        expect(Math.abs(out[i] - exact[i])).toBeLessThanOrEqual((k + 1) * 2 ** -24 * magnitude[i] + 1e-30)
+      }
+    })
+
+    it.each(LARGE_SHAPES)('agrees with the pure-JS fallback for m=%i n=%i k=%i', (m, n, k) => {
+      const a = randomFloat32(m * k, 3), b = randomFloat32(n * k, 4)
+      const out = new Float32Array(m * n), ref = new Float32Array(m * n)
+      gemm()(a, b, m, n, k, out)
+      gemmFallback(a, b, m, n, k, ref)
+      // Entries are sums of k products of magnitude ≤ 1 with random signs (|entry| ~ √k); blocked float32
+      // accumulation errs by ~√k·u·√k at most in practice, far below this bound.
+      let worst = 0
+      for (let i = 0; i < ref.length; i++) worst = Math.max(worst, Math.abs(out[i] - ref[i]))
+      expect(worst).toBeLessThan(k * 2 ** -24 * 4)
+    })
+
+    it('uses only the leading elements of longer arrays (subarray views included)', () => {
+      const [m, n, k] = [6, 5, 7]
+      const a = randomFloat32(m * k + 11, 5), b = randomFloat32(n * k + 3, 6)
+      const out = new Float32Array(m * n + 4).fill(9), ref = new Float32Array(m * n)
+      gemm()(a.subarray(2), b, m, n, k, out)
+      gemmFallback(a.subarray(2), b, m, n, k, ref)
+      for (let i = 0; i < m * n; i++) expect(out[i]).toBeCloseTo(ref[i], 5)
+      expect(Array.from(out.subarray(m * n))).toEqual([9, 9, 9, 9])
+    })
+
+    it('rejects operands too short for the shape', () => {
+      expect(() => gemm()(new Float32Array(5), new Float32Array(6), 2, 2, 3, new Float32Array(4)))
+        .toThrow(/gemm: operands too short for m=2 n=2 k=3: a has 5 \(need 6\)/)
+    })
+
+    it('feeds PearsonAccumulator to the same correlations as the default GEMM', () => {
+      const [na, nb, tokens] = [9, 7, 400]
+      const a = randomFloat32(na * tokens, 7), b = randomFloat32(nb * tokens, 8)
+      for (let t = 0; t < tokens; t++) b[3 * tokens + t] = 2 * a[5 * tokens + t] + 1   // a planted r = 1 pair
+      const correlation = (g?: typeof gemmFallback) => {
+        const acc = new PearsonAccumulator({ a: { start: 0, count: na }, b: { start: 0, count: nb }, gemm: g })
+        acc.add(a, b, tokens)
+        return acc.correlation()
+      }
+      const r = correlation(gemm()), ref = correlation()
+      for (let i = 0; i < ref.length; i++) expect(r[i]).toBeCloseTo(ref[i], 5)
+      expect(r[5 * nb + 3]).toBeCloseTo(1, 5)
+    })
+  })
+}
+
+describe('the OpenBLAS addon', () => {
+  const openblas = backends[0].backend
+  it.skipIf(typeof openblas === 'string')('checks its arguments instead of reading out of bounds', () => {
+    const gemm = (openblas as GemmBackend).gemm as (...args: unknown[]) => void
+    const a = new Float32Array(12), out = new Float32Array(16)
+    expect(() => gemm(new Float64Array(12), a, 4, 4, 3, out)).toThrow(/sgemm: a must be a Float32Array/)
+    expect(() => gemm(a, a, 4, 4.5, 3, out)).toThrow(/sgemm: n must be an integer/)
+    expect(() => gemm(a, a, 4, 4, -3, out)).toThrow(/sgemm: k must be an integer/)
+    expect(() => gemm(a, a, 4, 4, 3)).toThrow(/sgemm: out must be a Float32Array/)
+    expect(() => gemm(a, a, 2, 2, 3, a.subarray(4))).toThrow(/out overlaps a or b/)
+  })
+})
+
+describe('loadFastGemm', () => {
+  it('picks OpenBLAS when the addon is built, and says why it skipped faster backends otherwise', () => {
+    const fast = loadFastGemm(1)
+    try {
+      const expected = backends.find(({ backend }) => typeof backend !== 'string')!.name
+      expect(fast.name).toBe(expected)
+      expect(fast.skipped).toHaveLength(['openblas', 'onnxruntime', 'js'].indexOf(expected))
+    } finally {
+      fast.close()
+    }
+  })
+
+  it('shares one engine per backend and thread count; close() lets go of one handle only', () => {
+    const name = backends.find(({ backend }) => typeof backend !== 'string')!.name
+    const first = loadGemmBackend(name, 1), second = loadGemmBackend(name, 1)
+    const a = Float32Array.of(1, 2, 3, 4), out = new Float32Array(4)
+    first.close()
+    first.close()   // idempotent
+    expect(() => first.gemm(a, a, 2, 2, 2, out)).toThrow(/called after close\(\)/)
+    second.gemm(a, a, 2, 2, 2, out)   // [[1,2],[3,4]]·[[1,2],[3,4]]ᵀ
+    expect(Array.from(out)).toEqual([5, 11, 11, 25])
+    second.close()
+  })
+
+  it('rejects a thread count that is not a positive integer', () => {
+    expect(() => loadGemmBackend('js', 0)).toThrow(/threads must be a positive integer, got 0/)
+  })
+})

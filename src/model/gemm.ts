@@ -1,0 +1,211 @@
+// The correlation GEMM's backends (SPEC §7): picks the fastest implementation of src/stats/gemm.ts's `Gemm`
+// contract that this machine offers. src/stats stays pure math; native code and onnxruntime are loaded here.
+//
+//   openblas     native/sgemm, an N-API addon over OpenBLAS cblas_sgemm (built by `make native` when
+//                libopenblas-dev is installed). Zero-copy and synchronous: numpy's speed (the same call).
+//   onnxruntime  a Gemm(transB=1) session in a worker thread, made synchronous with Atomics.wait (see
+//                gemm-ort-thread.ts). Copies both operands per call; ~0.6× OpenBLAS (MLAS), still ~25× the
+//                pure-JS fallback, so it is the choice when the addon is not built.
+//   js           gemmFallback from src/stats/gemm.ts: always there, 2–4 GFLOP/s.
+// native/sgemm/README.md has the measurements behind this order.
+import { existsSync } from 'node:fs'
+import path from 'node:path'
+import { createRequire } from 'node:module'
+import { fileURLToPath, pathToFileURL } from 'node:url'
+import { MessageChannel, type MessagePort, receiveMessageOnPort, Worker } from 'node:worker_threads'
+import { gemmFallback, type Gemm } from '../stats/gemm.js'
+import type { OrtThreadData, OrtThreadReply, OrtThreadRequest } from './gemm-ort-thread.js'
+
+export type GemmBackendName = 'openblas' | 'onnxruntime' | 'js'
+
+export interface GemmBackend {
+  readonly name: GemmBackendName
+  readonly gemm: Gemm
+  readonly detail: string   // e.g. "OpenBLAS 0.3.21 … SkylakeX, 2 threads (pthreads)"
+  /** Optional: lets go of the backend (the onnxruntime thread stops when its last user closes). */
+  close(): void
+}
+
+/** The addon's exports (native/sgemm/sgemm.c). */
+interface SgemmAddon {
+  sgemm: Gemm
+  setThreads(threads: number): void
+  info(): { config: string; corename: string; threads: number; parallel: 'sequential' | 'pthreads' | 'openmp' | 'unknown' }
+}
+
+const require = createRequire(import.meta.url)
+// src/model/gemm.ts and dist/model/gemm.js both sit two levels below the repository root.
+const ADDON = fileURLToPath(new URL('../../native/sgemm/build/Release/sgemm.node', import.meta.url))
+
+/** What a backend is underneath: one per name and thread count, shared by every caller that loads it. */
+interface Engine {
+  gemm: Gemm
+  detail: string
+  users: number
+  stop(): void
+}
+const engines = new Map<string, Engine>()
+const unavailable = new Map<string, Error>()   // asked once per process: a stage may load per unit
+
+/**
+ * Load one backend by name; throws an Error that says why when it is not available here. Loading is cheap
+ * after the first time: callers with the same name and thread count share one engine (one onnxruntime
+ * thread, not one per stage unit), which stops when the last of them calls close(); not closing is fine.
+ */
+export function loadGemmBackend(name: GemmBackendName, threads: number): GemmBackend {
+  if (!Number.isInteger(threads) || threads < 1) throw new Error(`gemm: threads must be a positive integer, got ${threads}`)
+  const key = `${name}|${threads}`
+  let engine = engines.get(key)
+  if (!engine) {
+    const failure = unavailable.get(key)
+    if (failure) throw failure
+    try {
+      engine = name === 'openblas' ? openblasEngine(threads) : name === 'onnxruntime' ? ortEngine(threads)
+        : { gemm: gemmFallback, detail: 'pure-JS fallback, 1 thread', users: 0, stop() {} }
+    } catch (error) {
+      unavailable.set(key, error as Error)
+      throw error
+    }
+    engines.set(key, engine)
+  }
+  const shared = engine
+  shared.users++
+  let open = true
+  return {
+    name,
+    detail: shared.detail,
+    gemm: (a, b, m, n, k, out) => {
+      if (!open) throw new Error(`gemm (${name}): called after close()`)
+      shared.gemm(a, b, m, n, k, out)
+    },
+    close() {
+      if (!open) return
+      open = false
+      if (--shared.users === 0) {
+        shared.stop()
+        engines.delete(key)
+      }
+    },
+  }
+}
+
+/**
+ * The fastest available backend: OpenBLAS, else onnxruntime, else pure JS. `skipped` lists why each faster
+ * one was passed over, for the one log line a stage prints.
+ */
+export function loadFastGemm(threads: number): GemmBackend & { skipped: string[] } {
+  const skipped: string[] = []
+  for (const name of ['openblas', 'onnxruntime'] as const) {
+    try {
+      return { ...loadGemmBackend(name, threads), skipped }
+    } catch (error) {
+      skipped.push(`${name}: ${(error as Error).message}`)
+    }
+  }
+  return { ...loadGemmBackend('js', threads), skipped }
+}
+
+function openblasEngine(threads: number): Engine {
+  if (!existsSync(ADDON)) throw new Error(`${ADDON} is not built (install libopenblas-dev, then run make native)`)
+  let addon: SgemmAddon
+  try {
+    addon = require(ADDON) as SgemmAddon
+  } catch (error) {   // e.g. libopenblas.so.0 removed since the build
+    throw new Error(`${ADDON} does not load: ${(error as Error).message}`)
+  }
+  addon.setThreads(threads)
+  const info = addon.info()
+  return {
+    // OpenBLAS has one thread count per process, so each call sets its own (a few ns) in case a backend
+    // with another count ran in between.
+    gemm: (a, b, m, n, k, out) => {
+      addon.setThreads(threads)
+      addon.sgemm(a, b, m, n, k, out)
+    },
+    detail: `${info.config}, ${info.threads} threads (${info.parallel})`,
+    users: 0,
+    stop() {},
+  }
+}
+
+// ── onnxruntime, made synchronous ────────────────────────────────────────────────────────────────────────────
+// onnxruntime-node's run() is asynchronous, while PearsonAccumulator calls its Gemm synchronously. So the session
+// lives in a worker thread: each call hands it copies of a and b, then sleeps in Atomics.wait until the worker
+// has posted the product back (receiveMessageOnPort reads it without the event loop). Copies cost ~5% at
+// correlate shapes.
+
+const STATE = { starting: 0, idle: 1, busy: 2 } as const
+
+function ortEngine(threads: number): Engine {
+  const control = new Int32Array(new SharedArrayBuffer(4))
+  const { port1, port2 } = new MessageChannel()
+  const data: OrtThreadData = { threads, control, port: port2 }
+  const worker = startWorker(data, [port2])
+  worker.unref()   // a backend nobody closed must not keep the process alive
+  worker.on('error', () => {})   // failures reach the caller as replies (or as a missing one), never as events
+  let dead: Error | undefined   // once the thread is gone, every later call fails at once instead of waiting
+  const reply = (): OrtThreadReply => {
+    // STATE.busy/starting → idle once the worker has posted its reply; receiveMessageOnPort then reads it.
+    while (Atomics.load(control, 0) !== STATE.idle) Atomics.wait(control, 0, Atomics.load(control, 0), 1000)
+    const message = receiveMessageOnPort(port1)?.message as OrtThreadReply | undefined
+    if (!message) throw (dead = new Error('gemm (onnxruntime): the worker thread exited without replying'))
+    if (message.kind === 'error') throw Object.assign(new Error(`gemm (onnxruntime): ${message.message}`), { stack: message.stack })
+    return message
+  }
+  const stop = () => {
+    dead = new Error('gemm (onnxruntime): the backend was closed')
+    port1.close()
+    void worker.terminate()
+  }
+  try {
+    reply()   // the session is created, or creating it failed (onnxruntime-node missing, …)
+  } catch (error) {
+    stop()
+    throw error
+  }
+  // Operand buffers travel to the worker and back by transfer (onnxruntime rejects SharedArrayBuffer memory),
+  // so each call costs one copy of a and b here and one of the product back, and no allocation once warm.
+  let bufferA = new ArrayBuffer(0), bufferB = new ArrayBuffer(0)
+  const gemm: Gemm = (a, b, m, n, k, out) => {
+    if (dead) throw dead
+    if (a.length < m * k || b.length < n * k || out.length < m * n) {
+      throw new Error(`gemm: operands too short for m=${m} n=${n} k=${k}: a has ${a.length} (need ${m * k}), ` +
+        `b has ${b.length} (need ${n * k}), out has ${out.length} (need ${m * n})`)
+    }
+    if (bufferA.byteLength < m * k * 4) bufferA = new ArrayBuffer(m * k * 4)
+    if (bufferB.byteLength < n * k * 4) bufferB = new ArrayBuffer(n * k * 4)
+    const request: OrtThreadRequest = { a: new Float32Array(bufferA, 0, m * k), b: new Float32Array(bufferB, 0, n * k), m, n, k }
+    request.a.set(a.subarray(0, m * k))
+    request.b.set(b.subarray(0, n * k))
+    Atomics.store(control, 0, STATE.busy)
+    port1.postMessage(request, [bufferA, bufferB])
+    const done = reply()
+    if (done.kind !== 'done') throw new Error(`gemm (onnxruntime): unexpected reply ${done.kind}`)
+    bufferA = done.a.buffer as ArrayBuffer
+    bufferB = done.b.buffer as ArrayBuffer
+    out.set(done.out)
+  }
+  return { gemm, detail: `onnxruntime Gemm(transB=1) in a worker thread, ${threads} intra-op threads`, users: 0, stop }
+}
+
+// The compiled worker script sits beside this module. When the TypeScript sources run directly (vitest, tsx),
+// the worker registers tsx first so that it can import gemm-ort-thread.ts and runtime.ts.
+function startWorker(data: OrtThreadData, transfer: [MessagePort]): Worker {
+  const compiled = new URL('./gemm-ort-thread.js', import.meta.url)
+  if (existsSync(fileURLToPath(compiled))) return new Worker(compiled, { workerData: data, transferList: transfer })
+  const source = new URL('./gemm-ort-thread.ts', import.meta.url)
+  let tsxApi: string   // tsx's ESM register(); its CommonJS twin cannot register ESM hooks from a worker
+  try {
+    const manifest = require.resolve('tsx/package.json')
+    const entry = (require(manifest) as { exports: Record<string, { import: { default: string } }> }).exports['./esm/api'].import.default
+    tsxApi = pathToFileURL(path.join(path.dirname(manifest), entry)).href
+  } catch {
+    throw new Error(`${fileURLToPath(compiled)} is not built and tsx is not installed to run ${fileURLToPath(source)} (run make build)`)
+  }
+  // A failure to start (tsx itself broken) must still wake the caller: report it the way the worker would.
+  const code = `
+    const { workerData: { control, port } } = require('node:worker_threads')
+    import(${JSON.stringify(tsxApi)}).then((tsx) => { tsx.register(); return import(${JSON.stringify(source.href)}) })
+      .catch((e) => { port.postMessage({ kind: 'error', message: String(e?.message ?? e), stack: e?.stack }); Atomics.store(control, 0, 1); Atomics.notify(control, 0) })`
+  return new Worker(code, { eval: true, workerData: data, transferList: transfer })
+}
