@@ -31,7 +31,7 @@ demo: build
 
 # Benchmarks (bench/README.md), one after another: each prints its numbers and its ratios against a peer measured
 # in the same run (the machine is shared, so absolute numbers drift). A benchmark that fails does not stop the
-# others; the target fails at the end, naming it. Each takes under ~3 minutes; the first run also tokenizes.
+# others; the target fails at the end, naming it. extract, correlate and streamed take under ~3 minutes each.
 BENCHMARKS := bench/forward.ts bench/tokenize.bench.mjs bench/gemm.ts bench/extract.ts bench/correlate.ts bench/streamed.ts
 
 bench: build
@@ -39,7 +39,9 @@ bench: build
 	for b in $(BENCHMARKS); do \
 	  echo; echo "################ $$b ################"; \
 	  if [[ ! -f $$b ]]; then echo "$$b: not there yet, skipped"; continue; fi; \
+	  start=$$SECONDS; \
 	  if [[ $$b == *.mjs ]]; then node $$b || failed+=($$b); else npx tsx $$b || failed+=($$b); fi; \
+	  echo "($$b: $$((SECONDS - start)) s)"; \
 	done; \
 	if (( $${#failed[@]} )); then echo "make bench: failed: $${failed[*]}"; exit 1; fi
 

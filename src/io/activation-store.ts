@@ -41,6 +41,10 @@ export function writeActivationShard(path: string, layout: ShardLayout, acts: Fl
   if (acts.length !== neurons * tokens) throw new Error(`activation shard ${path}: ${acts.length} values for ${neurons} neurons × ${tokens} tokens`)
   if (layout.dtype === 'float16') checkFloat16Range(acts, tokens, (row) => global[row], layout.dMlp, path)
   const writer = new TableWriter(path, {
+    // Activation blobs are float mantissas: SNAPPY saves nothing on them and costs a third of the write time,
+    // and min/max statistics of opaque blobs help no reader.
+    codec: 'UNCOMPRESSED',
+    statistics: false,
     columns: [
       { name: 'layer', type: 'INT32' },
       { name: 'neuron', type: 'INT32' },

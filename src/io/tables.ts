@@ -24,6 +24,8 @@ export interface ColumnSpec {
 export interface TableSpec {
   columns: readonly ColumnSpec[]
   metadata?: Record<string, string> // Parquet key-value metadata, written in key order (default none)
+  codec?: 'SNAPPY' | 'UNCOMPRESSED' // default SNAPPY; float blobs do not compress, so activations skip it
+  statistics?: boolean // min/max per column chunk (default true); useless for opaque blobs
 }
 
 /** Column values by name: typed arrays or plain arrays, all of one length. */
@@ -54,6 +56,8 @@ export class TableWriter {
     this.parquet = new ParquetWriter({
       writer: this.sink,
       schema: schemaOf(spec.columns),
+      codec: spec.codec ?? 'SNAPPY',
+      statistics: spec.statistics ?? true,
       kvMetadata: Object.keys(spec.metadata ?? {})
         .sort()
         .map((key) => ({ key, value: spec.metadata![key] })),
