@@ -85,11 +85,22 @@ async function inContext(cfg: PipelineConfig, tokenizer: Tokenizer, row: number,
     tokens = (await readTokenRows(join(cfg.output_dir, 'tokenize'), { rowStart: row, rowEnd: row + 1 }))[0].tokens
     rowCache.set(row, tokens)
   }
+  // Byte-level BPE splits multi-byte characters across tokens: decode growing spans together, so a token that
+  // completes a character shows the character rather than a replacement mark.
   const start = Math.max(1, position - before)
+  const end = Math.min(tokens.length, position + 4)
   const left = await tokenizer.decode(tokens.subarray(start, position))
-  const token = await tokenizer.decode(tokens.subarray(position, position + 1))
-  const right = await tokenizer.decode(tokens.subarray(position + 1, Math.min(tokens.length, position + 4)))
-  return `…${oneLine(left)}[${oneLine(token)}]${oneLine(right)}…`
+  let span = 1 // the activating token, plus the tokens that complete its last character
+  let through = await tokenizer.decode(tokens.subarray(start, position + 1))
+  while (through.endsWith('\ufffd') && span < 4 && position + span < tokens.length) {
+    span++
+    through = await tokenizer.decode(tokens.subarray(start, position + span))
+  }
+  const all = await tokenizer.decode(tokens.subarray(start, Math.max(end, position + span)))
+  let common = 0
+  while (common < left.length && left[common] === through[common] && left[common] !== '\ufffd') common++
+  const right = all.startsWith(through) ? all.slice(through.length) : await tokenizer.decode(tokens.subarray(position + span, end))
+  return `…${oneLine(through.slice(0, common))}[${oneLine(through.slice(common))}]${oneLine(right)}…`
 }
 
 function oneLine(text: string): string {
