@@ -48,7 +48,7 @@ export function writeActivationShard(path: string, layout: ShardLayout, acts: Fl
     columns: [
       { name: 'layer', type: 'INT32' },
       { name: 'neuron', type: 'INT32' },
-      { name: 'acts', type: 'BYTE_ARRAY' },
+      { name: 'acts', type: 'BYTE_ARRAY', plain: true }, // every blob is unique: a dictionary never pays
     ],
     metadata: {
       'seedscope.site': layout.site,

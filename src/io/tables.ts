@@ -19,6 +19,7 @@ export interface ColumnSpec {
   name: string
   type: ColumnType
   nullable?: boolean // may hold null (default false)
+  plain?: boolean // PLAIN encoding only (default: dictionary when it pays); skips hashing every value of unique blobs
 }
 
 export interface TableSpec {
@@ -78,7 +79,11 @@ export class TableWriter {
     }
     if (n === 0) return
     this.parquet.write({
-      columnData: this.spec.columns.map((column) => ({ name: column.name, data: values[column.name] as never })),
+      columnData: this.spec.columns.map((column) => ({
+        name: column.name,
+        data: values[column.name] as never,
+        ...(column.plain ? { encoding: 'PLAIN' as const } : {}),
+      })),
       rowGroupSize: n,
     })
     this.rowCount += n
