@@ -4,7 +4,6 @@ import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from '
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, describe, expect, test } from 'vitest'
-import { UserError } from '../errors.js'
 import { bytesSource } from './checkpoint-bytes.js'
 import { type StateDict, readCheckpoint } from './checkpoint.js'
 import { readTorchCheckpoint } from './checkpoint-torch.js'
@@ -13,6 +12,7 @@ import type { Tensor } from './safetensors-dtypes.js'
 import { parseTorchStateDict } from './torch-pickle.js'
 import { readZipDirectory, readZipEntry } from './zip.js'
 import { buildZip } from '../../test/helpers/zip-fixtures.js'
+import { userErrorMessage } from '../../test/helpers/user-error.js'
 
 const GOLDEN = 'test/fixtures/golden'
 const bytesOf = (data: ArrayBufferView) => Buffer.from(data.buffer, data.byteOffset, data.byteLength)
@@ -24,15 +24,7 @@ const tempDir = () => {
 }
 afterAll(() => temporary.forEach((dir) => rmSync(dir, { recursive: true, force: true })))
 
-function message(run: () => unknown): string {
-  try {
-    run()
-  } catch (error) {
-    expect(error).toBeInstanceOf(UserError)
-    return (error as Error).message
-  }
-  throw new Error('expected an error')
-}
+const message = userErrorMessage
 
 /** First and last element and the float64 sum taken in order, as the Python reference computed them. */
 function summary(data: ArrayLike<number>): [number, number, number] {

@@ -3,9 +3,9 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, describe, expect, test } from 'vitest'
-import { UserError } from '../errors.js'
 import { decodeSafetensors, encodeSafetensors, readSafetensors, writeSafetensors } from './safetensors.js'
 import { decodeTensorData } from './safetensors-dtypes.js'
+import { userErrorMessage } from '../../test/helpers/user-error.js'
 
 /** u64 LE header length, the header text (padded with `pad` spaces), then the data bytes. */
 function file(header: object | string, data: number[] = [], pad = 0): Uint8Array {
@@ -22,15 +22,7 @@ const f32 = (...xs: number[]) => [...new Uint8Array(new Float32Array(xs).buffer)
 
 const bytesOf = (data: ArrayBufferView) => Buffer.from(data.buffer, data.byteOffset, data.byteLength)
 
-function message(run: () => unknown): string {
-  try {
-    run()
-  } catch (error) {
-    expect(error).toBeInstanceOf(UserError)
-    return (error as Error).message
-  }
-  throw new Error('expected an error')
-}
+const message = userErrorMessage
 
 describe('F16 decoding (IEEE binary16, not bfloat16)', () => {
   // bits → value, worked out by hand: (-1)^s · 2^(e-15) · (1 + m/1024), subnormals 2^-14 · m/1024.

@@ -1,7 +1,7 @@
 // Pickles built opcode by opcode, in the shapes torch.save writes (see `python -m pickletools data.pkl`).
 import { describe, expect, test } from 'vitest'
-import { UserError } from '../errors.js'
 import { type TorchTensorRef, gatherTensor, parseTorchStateDict, unpickle } from './torch-pickle.js'
+import { userErrorMessage } from '../../test/helpers/user-error.js'
 
 const ascii = (s: string) => [...Buffer.from(s)]
 const u32 = (n: number) => [n & 0xff, (n >> 8) & 0xff, (n >> 16) & 0xff, (n >>> 24) & 0xff]
@@ -36,15 +36,7 @@ const stateDict = (...entries: [string, number[]][]) => [
 ]
 const pickle = (...parts: number[][]) => new Uint8Array(parts.flat())
 
-function message(run: () => unknown): string {
-  try {
-    run()
-  } catch (error) {
-    expect(error).toBeInstanceOf(UserError)
-    return (error as Error).message
-  }
-  throw new Error('expected an error')
-}
+const message = userErrorMessage
 
 describe('parseTorchStateDict', () => {
   const floats = storage('FloatStorage', '0', 6)

@@ -1,10 +1,10 @@
 // Archives built byte by byte by zip.fixtures.ts, and the golden torch archive.
 import { readFileSync } from 'node:fs'
 import { describe, expect, test } from 'vitest'
-import { UserError } from '../errors.js'
 import { bytesSource } from './checkpoint-bytes.js'
 import { readZipDirectory, readZipEntry } from './zip.js'
 import { type ZipInput, buildZip } from '../../test/helpers/zip-fixtures.js'
+import { userErrorMessage } from '../../test/helpers/user-error.js'
 
 const text = (s: string) => new Uint8Array(Buffer.from(s))
 
@@ -15,15 +15,7 @@ function read(archive: Uint8Array): Map<string, string> {
   return out
 }
 
-function message(run: () => unknown): string {
-  try {
-    run()
-  } catch (error) {
-    expect(error).toBeInstanceOf(UserError)
-    return (error as Error).message
-  }
-  throw new Error('expected an error')
-}
+const message = userErrorMessage
 
 describe('readZipDirectory / readZipEntry', () => {
   const inputs: ZipInput[] = [
