@@ -167,11 +167,8 @@ function pairSumsWork(s: Scenario) {
   const pairs = unorderedPairs(s.seeds)
   const T = s.validPerSeed
   const cross = pairs.reduce((sum, [a, b]) => sum + pairGemmFlops(neuronCount(a.dims), neuronCount(b.dims), T), 0)
-  // Stored mode takes both seeds' within-layer moments in every pair's first pass; streamed mode once per seed.
-  const withinPerSeed = (dims: ModelDims) => withinLayerFlops(dims, T)
-  const within = s.extract.mode === 'stored'
-    ? pairs.reduce((sum, [a, b]) => sum + withinPerSeed(a.dims) + withinPerSeed(b.dims), 0)
-    : s.seeds.reduce((sum, { dims }) => sum + withinPerSeed(dims), 0)
+  // Each seed's within-layer moments, once: in the stats stage (stored mode) or during extract (streamed mode).
+  const within = s.seeds.reduce((sum, { dims }) => sum + withinLayerFlops(dims, T), 0)
   return { pairs, cross, within }
 }
 
@@ -266,13 +263,13 @@ export function estimateCorrelate(s: Scenario, rates: Rates): PlanEstimate {
     if (stored) {
       const widest = Math.max(...blocks.map((k) => k.count))
       memory = Math.max(memory, storedPairMemory(a.dims, b.dims, widest, s.shardValid))
-      checkpoint = Math.max(checkpoint, widest * a.dims.dMlp * nB * 8 + within)
+      checkpoint = Math.max(checkpoint, widest * a.dims.dMlp * nB * 8) // the open block's cross sums
     } else {
       // One pair's sums read back from extract's file, and the accumulator they are merged into (streamed.ts).
       memory = Math.max(memory, 2 * crossSumsBytes(nA, nB) + within)
     }
   }
-  const flops = baseline + (stored ? work.cross + work.within : 0)
+  const flops = baseline + (stored ? work.cross : 0)
   const seconds = rates.gemmFlopsPerSecond && flops / rates.gemmFlopsPerSecond
   const first = work.pairs[0]
   if (!first) return { notes: ['fewer than 2 seeds: nothing to correlate'] }
@@ -280,7 +277,7 @@ export function estimateCorrelate(s: Scenario, rates: Rates): PlanEstimate {
   const notes = [
     `${work.pairs.length} pair${work.pairs.length === 1 ? '' : 's'} × 2·N²·T = ${pairGemmFlops(n, neuronCount(first[1].dims), s.validPerSeed).toExponential(2)} FLOPs ` +
       `(N = ${n.toLocaleString('en-US')}, T = ${count(s.validPerSeed)} valid tokens)` +
-      (stored ? ` + ${percent(work.within, work.cross)} within-layer moments` : ', summed during extract (streamed)') +
+      (stored ? `; each seed's within-layer moments (${percent(work.within, work.cross)} more) come from the stats stage` : ', summed during extract (streamed)') +
       `; baseline rotations ${(baseline / work.pairs.length).toExponential(1)} per pair`,
     `accumulators per pair: N² = ${gib(n * n * 4)} float32, ${gib(n * n * 8)} float64; within-layer L·d_mlp²·8 = ${gib(withinLayerBytes(first[0].dims))} per seed`,
     blockNote,

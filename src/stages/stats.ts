@@ -1,15 +1,22 @@
 // The stats stage (SPEC §4): merge each seed's per-shard statistics exactly (Pébay moment merging, histogram
 // sums, top-k merge) into one table per seed: stats/<seed>.parquet (a row per neuron: moments of hook_pre,
 // activation frequency, the study's binned moments and 256-edge histogram) and stats/<seed>.top.parquet
-// (the top-k activating tokens of the site, a row per neuron × rank).
+// (the top-k activating tokens of the site, a row per neuron × rank). It also keeps each seed's within-layer
+// second moments (stats/<seed>.within.safetensors), which every pair's rotation baseline needs (SPEC §3):
+// computed once per seed here rather than once per pair, from the stored shards in order, or taken as they are
+// from streamed mode, which accumulated them the same way.
 import type { PipelineConfig } from '../config.js'
 import { readModelConfig } from '../model/hf-config.js'
 import { writeTable } from '../io/tables.js'
-import type { Stage, Unit, UpstreamView } from '../runner/stage.js'
+import { readActivationBlock, readActivationShardInfo } from '../io/activation-store.js'
+import { readStateFile, writeStateFile } from '../io/state-file.js'
+import { loadFastGemm } from '../model/gemm.js'
+import type { Stage, StageContext, Unit, UpstreamView } from '../runner/stage.js'
+import { WithinLayerMoments, type WithinLayerState } from '../stats/baseline.js'
 import { binnedMoments, HISTOGRAM_BINS, NeuronMoments } from '../stats/moments.js'
 import { TopActivations } from '../stats/top-activations.js'
-import { shardName, shardStatsPath } from './extract/index.js'
-import { streamStatsPath } from './extract/stream.js'
+import { activationPath, shardName, shardStatsPath } from './extract/index.js'
+import { streamStatsPath, streamWithinPath } from './extract/stream.js'
 import { readShardStats } from './extract/shard-stats.js'
 import { planStats } from './stage-plans.js'
 
@@ -18,23 +25,25 @@ interface SeedStatsUnit extends Unit {
   parts: string[] // the seed's statistics files from extract (per shard, or the one of streamed mode), in order
   from: string[] // the extract units that wrote them
   dMlp: number
+  within: { shards: string[] } | { streamed: string } // activation shards to accumulate, or streamed mode's sums
 }
 
 export const statsPath = (seed: string) => `stats/${seed}.parquet`
 export const topPath = (seed: string) => `stats/${seed}.top.parquet`
+export const withinPath = (seed: string) => `stats/${seed}.within.safetensors`
 
 export const stats: Stage<SeedStatsUnit, Record<string, never>> = {
   name: 'stats',
-  version: 1,
+  version: 2, // 2: also writes the within-layer moments
   needs: ['extract'],
   work: 'shard',
   params: () => ({}), // everything it depends on arrives through the extract outputs it reads
   plan: planStats,
   units: (cfg, upstream) => seedUnits(cfg, upstream),
-  outputs: (u) => [statsPath(u.seed), topPath(u.seed)],
+  outputs: (u) => [statsPath(u.seed), topPath(u.seed), withinPath(u.seed)],
   inputs: (u) => ({ units: u.from.map((unit) => ({ stage: 'extract', unit })) }),
   async run(u, ctx) {
-    ctx.progress.setTotal(u.parts.length)
+    ctx.progress.setTotal(2 * u.parts.length)
     let moments: NeuronMoments | undefined
     let top: TopActivations | undefined
     for (const file of u.parts) {
@@ -48,7 +57,28 @@ export const stats: Stage<SeedStatsUnit, Record<string, never>> = {
     if (!moments || !top) throw new Error(`stats ${u.seed}: no shards`)
     writeNeuronStats(ctx.outputPath(statsPath(u.seed)), moments, u.dMlp)
     writeTopActivations(ctx.outputPath(topPath(u.seed)), top, u.dMlp)
+    writeStateFile(ctx.outputPath(withinPath(u.seed)), await withinLayerState(u, ctx))
   },
+}
+
+/** The seed's within-layer second moments, accumulated shard by shard exactly as streamed mode does. */
+async function withinLayerState(u: SeedStatsUnit, ctx: StageContext<unknown>): Promise<WithinLayerState> {
+  if ('streamed' in u.within) {
+    const state = readStateFile<WithinLayerState>(ctx.upstream.path(u.within.streamed))
+    if (!state) throw new Error(`stats ${u.seed}: ${u.within.streamed} is missing`)
+    ctx.progress.advance(u.parts.length)
+    return state
+  }
+  const { gemm } = loadFastGemm(ctx.execution.threads)
+  let within: WithinLayerMoments | undefined
+  for (const file of u.within.shards) {
+    const path = ctx.upstream.path(file)
+    const info = await readActivationShardInfo(path)
+    within ??= new WithinLayerMoments({ nLayers: info.nLayers, dMlp: info.dMlp, gemm })
+    within.add(await readActivationBlock(path, info, 0, info.nLayers * info.dMlp), info.tokens)
+    ctx.progress.advance(1)
+  }
+  return within!.state()
 }
 
 function seedUnits(cfg: PipelineConfig, upstream: UpstreamView): SeedStatsUnit[] {
@@ -58,9 +88,13 @@ function seedUnits(cfg: PipelineConfig, upstream: UpstreamView): SeedStatsUnit[]
     const shards = done.filter((u) => u.id.startsWith(`${seed.name}/`)).map((u) => Number(u.id.split('shard-')[1]))
     if (!streamed && shards.length === 0) return []
     const dMlp = readModelConfig(seed.checkpoint).shape.dMlp
-    if (streamed) return [{ id: seed.name, seed: seed.name, parts: [streamStatsPath(seed.name)], from: ['stream'], dMlp }]
+    if (streamed) {
+      const within = { streamed: streamWithinPath(seed.name) }
+      return [{ id: seed.name, seed: seed.name, parts: [streamStatsPath(seed.name)], from: ['stream'], dMlp, within }]
+    }
     const parts = shards.map((shard) => shardStatsPath(seed.name, shard))
-    return [{ id: seed.name, seed: seed.name, parts, from: shards.map((s) => `${seed.name}/${shardName(s)}`), dMlp }]
+    const within = { shards: shards.map((shard) => activationPath(seed.name, shard)) }
+    return [{ id: seed.name, seed: seed.name, parts, from: shards.map((s) => `${seed.name}/${shardName(s)}`), dMlp, within }]
   })
 }
 

@@ -40,8 +40,8 @@ export const checkpointing = (cfg: PipelineConfig): Checkpointing => ({
 
 export const correlate: Stage<PairUnit, CorrelateParams> = {
   name: 'correlate',
-  version: 1,
-  needs: ['extract'],
+  version: 2, // 2: within-layer moments from the stats stage
+  needs: ['extract', 'stats'], // stats: each seed's within-layer moments, for the baseline
   work: 'tok',
   params: correlateParams,
   units(cfg, upstream) {
@@ -65,10 +65,12 @@ export const correlate: Stage<PairUnit, CorrelateParams> = {
     return units
   },
   outputs: (u) => [pairPath(u.a, u.b)],
-  inputs: (u) =>
-    u.mode === 'streamed'
-      ? { units: [{ stage: 'extract', unit: 'stream' }] }
-      : { units: [u.a, u.b].flatMap((seed) => u.shards.map((s) => ({ stage: 'extract', unit: `${seed}/${shardName(s)}` }))) },
+  inputs: (u) => {
+    const within = [u.a, u.b].map((seed) => ({ stage: 'stats', unit: seed }))
+    return u.mode === 'streamed'
+      ? { units: [{ stage: 'extract', unit: 'stream' }, ...within] }
+      : { units: [...[u.a, u.b].flatMap((seed) => u.shards.map((s) => ({ stage: 'extract', unit: `${seed}/${shardName(s)}` }))), ...within] }
+  },
   run: (u, ctx) => (u.mode === 'streamed' ? finishStreamedPair(u, ctx) : correlatePair(u, ctx)),
   plan: planCorrelate,
 }

@@ -1,6 +1,6 @@
 // One correlate unit in stored mode: stream a seed pair's activation shards into the cross sums, block by block of
-// A's layers when the sums do not fit the memory budget, with both seeds' within-layer moments taken on the first
-// pass. The sums are checkpointed every `correlate.checkpoint_every` tokens (or minutes), so a killed run resumes where it stopped and
+// A's layers when the sums do not fit the memory budget; both seeds' within-layer moments come from the stats
+// stage (computed once per seed). The sums are checkpointed every `correlate.checkpoint_every` tokens (or minutes), so a killed run resumes where it stopped and
 // ends with identical numbers: the same chunks are added in the same order to the same exact float64 state.
 import { readActivationBlock, readActivationShardInfo, type ShardInfo } from '../../io/activation-store.js'
 import { readStateFile, writeStateFile } from '../../io/state-file.js'
@@ -10,19 +10,17 @@ import { WithinLayerMoments, type WithinLayerState } from '../../stats/baseline.
 import type { Gemm } from '../../stats/gemm.js'
 import { PearsonAccumulator, type PearsonState } from '../../stats/pearson.js'
 import { activationPath } from '../extract/index.js'
+import { withinPath } from '../stats.js'
 import type { CorrelateParams, PairUnit } from './index.js'
 import { writePairOutput } from './pair-output.js'
 import { addChunk, crossSums, layerBlocks, mergePairResults, type ModelLayout, pairResults, type PairResults, rotatedLayers, rotationKind, rotationSeed } from './pair-sums.js'
 import { restorePairResults, serializePairResults, type SerializedPairResults } from './pair-results-state.js'
 
-/** Where the pass stood: the open block's sums (absent at a block boundary), the seeds' within-layer moments, done blocks. */
+/** Where the pass stood: the open block's sums (absent at a block boundary) and the finished blocks' results. */
 interface Checkpoint {
   blockIndex: number
   shardsDone: number
   cross?: PearsonState
-  withinA: WithinLayerState
-  withinB: WithinLayerState
-  withinComplete: boolean
   results?: SerializedPairResults
 }
 
@@ -42,9 +40,7 @@ export async function correlatePair(u: Extract<PairUnit, { mode: 'stored' }>, ct
   const checkpointPath = ctx.partialPath('sums.safetensors')
   const saved = readStateFile<Checkpoint>(checkpointPath)
   if (saved) ctx.log(`resuming from a checkpoint (layer block ${saved.blockIndex + 1} of ${blocks.length}, ${saved.shardsDone} of ${u.shards.length} shards done)`)
-  const withinA = saved ? WithinLayerMoments.fromState(saved.withinA, gemm) : new WithinLayerMoments({ ...layoutA, gemm })
-  const withinB = saved ? WithinLayerMoments.fromState(saved.withinB, gemm) : new WithinLayerMoments({ ...layoutB, gemm })
-  let withinComplete = saved?.withinComplete ?? false
+  const rotated = rotatedPair(u, params, seedWithin(ctx, u.a, gemm), seedWithin(ctx, u.b, gemm), gemm)
   let results: PairResults | undefined = saved?.results && restorePairResults(saved.results, layoutA, layoutB)
   if (saved) ctx.progress.advance(saved.blockIndex * tokensPerPass + (saved.cross ? infos.slice(0, saved.shardsDone).reduce((sum, [a]) => sum + a.tokens, 0) : 0))
 
@@ -60,34 +56,31 @@ export async function correlatePair(u: Extract<PairUnit, { mode: 'stored' }>, ct
       const a = await readActivationBlock(shardPath(u.a, u.shards[k]), infoA, 0, layoutA.nLayers * layoutA.dMlp)
       const b = await readActivationBlock(shardPath(u.b, u.shards[k]), infoB, 0, layoutB.nLayers * layoutB.dMlp)
       addChunk(cross, a, b, infoA.tokens)
-      if (!withinComplete) {
-        withinA.add(a, infoA.tokens)
-        withinB.add(b, infoB.tokens)
-      }
       ctx.progress.advance(infoA.tokens)
       sinceCheckpoint += infoA.tokens
       const due = sinceCheckpoint >= u.checkpointing.tokens || Date.now() - lastCheckpoint >= u.checkpointing.minutes * 60_000
       if (due && k + 1 < u.shards.length) {
-        save(checkpointPath, { blockIndex, shardsDone: k + 1, cross: cross.state(), withinA, withinB, withinComplete, results })
+        save(checkpointPath, { blockIndex, shardsDone: k + 1, cross: cross.state(), results })
         sinceCheckpoint = 0
         lastCheckpoint = Date.now()
       }
     }
-    withinComplete = true
-    const rotated = rotatedPair(u, params, withinA, withinB, gemm)
     const block = pairResults(cross, layoutA, layoutB, rotated.a, rotated.b)
     results = results ? mergePairResults(results, block) : block
-    if (blockIndex + 1 < blocks.length) save(checkpointPath, { blockIndex: blockIndex + 1, shardsDone: 0, withinA, withinB, withinComplete, results })
+    if (blockIndex + 1 < blocks.length) save(checkpointPath, { blockIndex: blockIndex + 1, shardsDone: 0, results })
   }
   writePairOutput(ctx, u, { layoutA, layoutB, tokens: tokensPerPass, rotation: rotationRecord(u, params), ...results! })
 }
 
-function save(
-  path: string,
-  s: Omit<Checkpoint, 'withinA' | 'withinB' | 'results'> & { withinA: WithinLayerMoments; withinB: WithinLayerMoments; results?: PairResults },
-): void {
-  const state: Checkpoint = { ...s, withinA: s.withinA.state(), withinB: s.withinB.state(), results: s.results && serializePairResults(s.results) }
-  writeStateFile(path, state)
+function save(path: string, s: Omit<Checkpoint, 'results'> & { results?: PairResults }): void {
+  writeStateFile(path, { ...s, results: s.results && serializePairResults(s.results) } satisfies Checkpoint)
+}
+
+/** A seed's within-layer second moments, from the stats stage. */
+export function seedWithin(ctx: StageContext<unknown>, seed: string, gemm: Gemm): WithinLayerMoments {
+  const state = readStateFile<WithinLayerState>(ctx.upstream.path(withinPath(seed)))
+  if (!state) throw new Error(`correlate: ${withinPath(seed)} is missing; run the stats stage`)
+  return WithinLayerMoments.fromState(state, gemm)
 }
 
 /** Each seed's rotated layers, built once per pair from its finished within-layer moments. */

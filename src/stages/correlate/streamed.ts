@@ -3,11 +3,10 @@
 import { readStateFile } from '../../io/state-file.js'
 import { loadFastGemm } from '../../model/gemm.js'
 import type { StageContext } from '../../runner/stage.js'
-import { WithinLayerMoments, type WithinLayerState } from '../../stats/baseline.js'
 import { PearsonAccumulator, type PearsonState } from '../../stats/pearson.js'
-import { streamCrossPath, streamWithinPath } from '../extract/stream.js'
+import { streamCrossPath } from '../extract/stream.js'
 import type { CorrelateParams, PairUnit } from './index.js'
-import { rotatedPair, rotationRecord } from './pair.js'
+import { rotatedPair, rotationRecord, seedWithin } from './pair.js'
 import { writePairOutput } from './pair-output.js'
 import { pairResults } from './pair-sums.js'
 
@@ -20,8 +19,8 @@ export async function finishStreamedPair(u: PairUnit, ctx: StageContext<Correlat
     return state
   }
   const cross = PearsonAccumulator.fromState(read<PearsonState>(streamCrossPath(u.a, u.b)), gemm)
-  const withinA = WithinLayerMoments.fromState(read<WithinLayerState>(streamWithinPath(u.a)), gemm)
-  const withinB = WithinLayerMoments.fromState(read<WithinLayerState>(streamWithinPath(u.b)), gemm)
+  const withinA = seedWithin(ctx, u.a, gemm)
+  const withinB = seedWithin(ctx, u.b, gemm)
   const layoutA = { nLayers: withinA.nLayers, dMlp: withinA.dMlp }
   const layoutB = { nLayers: withinB.nLayers, dMlp: withinB.dMlp }
   ctx.progress.setTotal(cross.n)
