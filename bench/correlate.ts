@@ -38,7 +38,8 @@ async function main(): Promise<void> {
   checkBuild()
   const seeds = [modelCopy('gpt2-s0', 'gpt2-s0-a'), modelCopy('gpt2-s0', 'gpt2-s0-b')]
   const project = writeProject(`extract-${TOKENS / 1000}k`, { seeds, tokens: TOKENS, ctx: 256, rowsPerShard: 64, batchRows: 8, mode: 'stored', threads: THREADS })
-  const prepared = await timed(() => runStages(project, 'tokenize,extract')) // untimed; skipped when up to date
+  // untimed, skipped when up to date; stats holds each seed's within-layer moments, which correlate reads
+  const prepared = await timed(() => runStages(project, 'tokenize,extract,stats'))
   if (/extract [1-9]\d* run/.test(prepared.value.output)) console.log(`(extracted the project first, untimed: ${prepared.wall.toFixed(0)} s)`)
 
   const shards = seeds.map((s) => activationShards(project, s.name))
@@ -235,7 +236,7 @@ async function pairBreakdown(names: string[], shards: string[][], infos: ShardIn
       ["read both seeds' Parquet blocks", t.read, 0],
       ['cross sums (shift + GEMM + float64 add)', t.cross, crossFlops],
       ['  of which the bare GEMM (same chunk)', t.gemm, crossFlops],
-      ['within-layer sums, both seeds', t.within, withinFlops],
+      ['within-layer sums (stats stage, per seed)', t.within, withinFlops],
     ],
     perPair: finish.wall,
   }
