@@ -7,7 +7,6 @@
 import type { PipelineConfig } from '../../config.js'
 import type { Stage, Unit } from '../../runner/stage.js'
 import { shardName } from '../extract/index.js'
-import { streamCrossPath, streamWithinPath } from '../extract/stream.js'
 import { correlatePair } from './pair.js'
 import { finishStreamedPair } from './streamed.js'
 import { planCorrelate } from '../stage-plans.js'
@@ -75,4 +74,3 @@ export const correlate: Stage<PairUnit, CorrelateParams> = {
   plan: planCorrelate,
 }
 
-export { streamCrossPath, streamWithinPath }
