@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest'
 import { BaselineMaxima, RotatedLayers, WithinLayerMoments } from './baseline.js'
 import { PearsonAccumulator, type NeuronRange } from './pearson.js'
 import { gaussianMatrix, rotationMatrix, seededRandom, type RotationKind } from './rotation.js'
+import { referencePearson } from '../../test/helpers/pearson-reference.js'
 
 const D = 6, LA = 2, LB = 3, TOKENS = 1500, SEED_A = 11, SEED_B = 12
 
@@ -45,18 +46,7 @@ function within(x: Float32Array, nLayers: number): WithinLayerMoments {
   return moments
 }
 
-function correlation(x: ArrayLike<number>, y: ArrayLike<number>): number {
-  const n = x.length
-  let mx = 0, my = 0
-  for (let t = 0; t < n; t++) { mx += x[t]; my += y[t] }
-  mx /= n; my /= n
-  let sxy = 0, sxx = 0, syy = 0
-  for (let t = 0; t < n; t++) {
-    const dx = x[t] - mx, dy = y[t] - my
-    sxy += dx * dy; sxx += dx * dx; syy += dy * dy
-  }
-  return sxy / Math.sqrt(sxx * syy)
-}
+const correlation = referencePearson
 
 /** The explicit baseline: rotate the other model's activations token by token, then brute-force Pearson. */
 function explicitBaseline(

@@ -4,20 +4,9 @@ import { toNeuronMajor } from './layout.js'
 import { PairMaxima, splitNeuronIndex } from './maxima.js'
 import { PearsonAccumulator, type PearsonState } from './pearson.js'
 import { gaussianMatrix, seededRandom } from './rotation.js'
+import { referencePearson } from '../../test/helpers/pearson-reference.js'
 
-// Reference: two-pass float64 Pearson of two neuron-major rows.
-function bruteForce(x: ArrayLike<number>, y: ArrayLike<number>): number {
-  const n = x.length
-  let mx = 0, my = 0
-  for (let t = 0; t < n; t++) { mx += x[t]; my += y[t] }
-  mx /= n; my /= n
-  let sxy = 0, sxx = 0, syy = 0
-  for (let t = 0; t < n; t++) {
-    const dx = x[t] - mx, dy = y[t] - my
-    sxy += dx * dy; sxx += dx * dx; syy += dy * dy
-  }
-  return sxx === 0 || syy === 0 ? NaN : sxy / Math.sqrt(sxx * syy)
-}
+const bruteForce = referencePearson
 
 function row(x: Float32Array, i: number, tokens: number): Float32Array {
   return x.subarray(i * tokens, (i + 1) * tokens)
