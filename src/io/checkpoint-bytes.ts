@@ -1,7 +1,7 @@
 // Random access to the bytes of a checkpoint file. Decoders read through a `ByteSource` (hyparquet's two-member
 // buffer interface), so the same code serves a file held in one Buffer and one read range by range.
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs'
-import { UserError } from '../errors.js'
+import { atPath, UserError } from '../errors.js'
 
 /** Bytes [start, end) of something `byteLength` long. In memory the result is a view; from a file, a fresh buffer. */
 export interface ByteSource {
@@ -77,5 +77,25 @@ function readRange(fd: number, start: number, end: number): Uint8Array {
 function checkRange(start: number, end: number, size: number): void {
   if (!(Number.isSafeInteger(start) && Number.isSafeInteger(end) && 0 <= start && start <= end && end <= size)) {
     throw new UserError(`byte range [${start}, ${end}) lies outside the file (${size} bytes); truncated download? fetch it again`)
+  }
+}
+
+/**
+ * Open `path`, run `decode` on its bytes, close it. User-fixable errors (a missing file, a corrupt format) come
+ * back prefixed with the path; anything else is a bug and keeps its stack.
+ */
+export function decodeFile<T>(path: string, maxInMemory: number | undefined, decode: (source: ByteSource) => T): T {
+  let source: FileSource
+  try {
+    source = openFileSource(path, maxInMemory)
+  } catch (error) {
+    throw atPath(path, error)
+  }
+  try {
+    return decode(source)
+  } catch (error) {
+    throw error instanceof UserError ? atPath(path, error) : error
+  } finally {
+    source.close()
   }
 }

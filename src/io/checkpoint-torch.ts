@@ -1,8 +1,8 @@
 // `pytorch_model.bin` as torch ≥ 1.6 writes it: a zip whose root folder is the file stem (`pytorch_model/`, never
 // hard-coded) holding `data.pkl` (the state dict, see torch-pickle.ts), one `data/<key>` entry of raw little-endian
 // elements per storage, and `version`. golden.md pitfalls 15, 22 and 23.
-import { UserError, atPath } from '../errors.js'
-import { type ByteSource, openFileSource } from './checkpoint-bytes.js'
+import { UserError } from '../errors.js'
+import { type ByteSource, decodeFile } from './checkpoint-bytes.js'
 import { type Tensor, type TensorData, decodeTensorData, dtypeBytes } from './safetensors-dtypes.js'
 import { type TorchTensorRef, gatherTensor, parseTorchStateDict } from './torch-pickle.js'
 import { type ZipEntry, readZipDirectory, readZipEntry } from './zip.js'
@@ -14,19 +14,7 @@ export interface ReadTorchOptions {
 
 /** Read a torch zip checkpoint's tensors in state-dict order; errors name the file. */
 export function readTorchCheckpoint(path: string, options: ReadTorchOptions = {}): Map<string, Tensor> {
-  let source
-  try {
-    source = openFileSource(path, options.maxInMemory)
-  } catch (error) {
-    throw atPath(path, error)
-  }
-  try {
-    return decodeTorchArchive(source, options.select)
-  } catch (error) {
-    throw error instanceof UserError ? atPath(path, error) : error
-  } finally {
-    source.close()
-  }
+  return decodeFile(path, options.maxInMemory, (source) => decodeTorchArchive(source, options.select))
 }
 
 /**

@@ -1,9 +1,9 @@
 // The safetensors format (golden.md pitfall 16): u64 LE header length N, an N-byte JSON header mapping each tensor
 // name to {dtype, shape, data_offsets}, then the data. Offsets are relative to byte 8 + N, and writers order tensors
 // by (dtype, name), so a tensor is found by its offsets, never by its place in the header.
-import { UserError, atPath } from '../errors.js'
+import { UserError } from '../errors.js'
 import { writeFileAtomic } from './atomic-write.js'
-import { type ByteSource, bytesSource, openFileSource } from './checkpoint-bytes.js'
+import { type ByteSource, bytesSource, decodeFile } from './checkpoint-bytes.js'
 import { type Dtype, type Tensor, type TensorData, decodeTensorData, dtypeBytes, littleEndianBytes, numel } from './safetensors-dtypes.js'
 
 /** One header entry; `begin`/`end` are absolute byte offsets in the file. */
@@ -69,20 +69,10 @@ export function decodeSafetensors(bytes: Uint8Array): Map<string, Tensor> {
 
 /** Read a safetensors file; errors name the file. */
 export function readSafetensors(path: string, options: ReadSafetensorsOptions = {}): Map<string, Tensor> {
-  let source
-  try {
-    source = openFileSource(path, options.maxInMemory)
-  } catch (error) {
-    throw atPath(path, error)
-  }
-  try {
+  return decodeFile(path, options.maxInMemory, (source) => {
     const { entries } = readSafetensorsHeader(source)
     return decodeEntries(source, options.select ? entries.filter(options.select) : entries)
-  } catch (error) {
-    throw error instanceof UserError ? atPath(path, error) : error
-  } finally {
-    source.close()
-  }
+  })
 }
 
 /**
