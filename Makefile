@@ -14,12 +14,16 @@ install: node_modules/.package-lock.json
 build: install native
 	npx tsc -p tsconfig.json
 
-# The OpenBLAS GEMM addon for the correlate stage (native/sgemm/README.md). Without libopenblas-dev this
-# prints one line and the build goes on: src/model/gemm.ts then picks a slower backend.
-native: native/sgemm/build/Release/sgemm.node
+# Native addons: the OpenBLAS GEMM for the correlate stage (native/sgemm/README.md) and the per-element
+# statistics kernels (native/kernels/README.md). Without libopenblas-dev or a C compiler each prints one line
+# and the build goes on: seedscope then picks a slower backend (src/model/gemm.ts, src/stats/kernels.ts).
+native: native/sgemm/build/Release/sgemm.node native/kernels/build/Release/kernels.node
 
 native/sgemm/build/Release/sgemm.node: native/sgemm/sgemm.c native/sgemm/binding.gyp native/sgemm/build.sh
 	native/sgemm/build.sh
+
+native/kernels/build/Release/kernels.node: $(wildcard native/kernels/*.c native/kernels/*.h) native/kernels/binding.gyp native/kernels/build.sh
+	native/kernels/build.sh
 
 test: build
 	npx vitest run

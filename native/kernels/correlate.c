@@ -1,0 +1,198 @@
+// Kernels of the correlate stage: shift a chunk's rows by fixed reference values into the float32 GEMM operand,
+// with each row's Σ and Σ² in float64 (src/stats/pearson.ts). The rows come either from a Float32Array or as
+// float32/float16 blobs inside a buffer read from an activation shard (src/io/activation-store.ts), so a shard
+// goes from the file's bytes to the GEMM operand in one pass.
+//
+// Summation order is fixed (eight lanes, lane = token mod 8, combined pairwise) and is the same in the JavaScript
+// fallback (src/stats/kernels.ts), so both give bit-identical results.
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels.h"
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__linux__)
+#define VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define VECTOR_CLONES
+#endif
+
+enum { LANES = 8 };
+
+// IEEE binary16 → binary32, exact (subnormals, infinities and NaN included), branch-free so that it vectorizes.
+static inline float half_to_float(uint16_t h) {
+  uint32_t magnitude = (uint32_t)(h & 0x7fffu) << 13;
+  float f;
+  memcpy(&f, &magnitude, 4);
+  f *= 0x1p112f;  // rebias the exponent (15 → 127); subnormal halves become normal floats exactly
+  uint32_t bits;
+  memcpy(&bits, &f, 4);
+  if ((h & 0x7fffu) >= 0x7c00u) bits = magnitude | 0x7f800000u;  // Inf and NaN keep their payload
+  bits |= (uint32_t)(h & 0x8000u) << 16;
+  memcpy(&f, &bits, 4);
+  return f;
+}
+
+// One row: dst[t] = float32(x[t] − c); returns Σ dst and Σ dst² in float64, lane by lane.
+VECTOR_CLONES
+static void shift_row(const unsigned char* src, int half, int64_t tokens, double c, float* dst, double* sum, double* sum_sq) {
+  double s1[LANES] = {0}, s2[LANES] = {0};
+  int64_t t = 0;
+  for (; t + LANES <= tokens; t += LANES) {
+    for (int j = 0; j < LANES; j++) {
+      float x;
+      if (half) {
+        uint16_t h;
+        memcpy(&h, src + 2 * (t + j), 2);
+        x = half_to_float(h);
+      } else {
+        memcpy(&x, src + 4 * (t + j), 4);
+      }
+      float y = (float)((double)x - c);
+      dst[t + j] = y;
+      s1[j] += y;
+      s2[j] += (double)y * y;
+    }
+  }
+  for (; t < tokens; t++) {
+    float x;
+    if (half) {
+      uint16_t h;
+      memcpy(&h, src + 2 * t, 2);
+      x = half_to_float(h);
+    } else {
+      memcpy(&x, src + 4 * t, 4);
+    }
+    float y = (float)((double)x - c);
+    dst[t] = y;
+    s1[t % LANES] += y;
+    s2[t % LANES] += (double)y * y;
+  }
+  *sum = ((s1[0] + s1[1]) + (s1[2] + s1[3])) + ((s1[4] + s1[5]) + (s1[6] + s1[7]));
+  *sum_sq = ((s2[0] + s2[1]) + (s2[2] + s2[3])) + ((s2[4] + s2[5]) + (s2[6] + s2[7]));
+}
+
+// The first non-finite shifted value of a row (its index), or -1. Only called when a row's sums are not finite.
+static int64_t first_non_finite(const float* row, int64_t tokens) {
+  for (int64_t t = 0; t < tokens; t++) {
+    if (!isfinite(row[t])) return t;
+  }
+  return -1;
+}
+
+// Shifts `rows` rows whose bytes start at starts[i] (element size 2 or 4 bytes); returns the flat index
+// row·tokens + t of the first non-finite shifted value, or -1 when every value is finite. Stops at the first
+// bad row: the caller throws, and the destination is scratch.
+static int64_t shift_rows(const unsigned char* const* starts, int half, int64_t rows, int64_t tokens, const double* shift,
+                          float* dst, double* sum, double* sum_sq) {
+  for (int64_t i = 0; i < rows; i++) {
+    float* out = dst + i * tokens;
+    shift_row(starts[i], half, tokens, shift[i], out, sum + i, sum_sq + i);
+    if (!isfinite(sum[i]) || !isfinite(sum_sq[i])) {
+      int64_t t = first_non_finite(out, tokens);
+      return i * tokens + (t < 0 ? 0 : t);
+    }
+  }
+  return -1;
+}
+
+typedef struct {
+  const double* shift;
+  float* dst;
+  double* sum;
+  double* sum_sq;
+} ShiftOutputs;
+
+// shift, dst, sum, sumSq arguments (argv[0..3]) for `rows` rows of `tokens`.
+static int shift_outputs(napi_env env, napi_value* argv, int64_t rows, int64_t tokens, ShiftOutputs* o) {
+  size_t shift_len, dst_len, sum_len, sum_sq_len;
+  if (!typed_arg(env, argv[0], napi_float64_array, "shift", (void**)&o->shift, &shift_len) ||
+      !typed_arg(env, argv[1], napi_float32_array, "dst", (void**)&o->dst, &dst_len) ||
+      !typed_arg(env, argv[2], napi_float64_array, "sum", (void**)&o->sum, &sum_len) ||
+      !typed_arg(env, argv[3], napi_float64_array, "sumSq", (void**)&o->sum_sq, &sum_sq_len)) {
+    return 0;
+  }
+  if ((int64_t)shift_len < rows || (int64_t)sum_len < rows || (int64_t)sum_sq_len < rows || (int64_t)dst_len < rows * tokens) {
+    return range_error(env, "kernels: shift, sum and sumSq need %lld values and dst %lld", (long long)rows,
+                       (long long)(rows * tokens));
+  }
+  return 1;
+}
+
+static napi_value result_index(napi_env env, int64_t index) {
+  napi_value out;
+  napi_create_double(env, (double)index, &out);
+  return out;
+}
+
+// shiftRows(src: Float32Array, rows, tokens, shift, dst, sum, sumSq) → -1 or the flat index of a non-finite value.
+// src is [rows, tokens] row-major.
+static napi_value ShiftRows(napi_env env, napi_callback_info info) {
+  napi_value argv[7];
+  if (!get_args(env, info, 7, argv, "shiftRows(src, rows, tokens, shift, dst, sum, sumSq)")) return NULL;
+  float* src;
+  size_t src_len;
+  int64_t rows, tokens;
+  ShiftOutputs o;
+  if (!typed_arg(env, argv[0], napi_float32_array, "src", (void**)&src, &src_len) || !int_arg(env, argv[1], "rows", &rows) ||
+      !int_arg(env, argv[2], "tokens", &tokens) || !shift_outputs(env, argv + 3, rows, tokens, &o)) {
+    return NULL;
+  }
+  if ((int64_t)src_len < rows * tokens) {
+    range_error(env, "kernels: src has %zu values, need %lld", src_len, (long long)(rows * tokens));
+    return NULL;
+  }
+  const unsigned char** starts = malloc(sizeof *starts * (size_t)(rows > 0 ? rows : 1));
+  if (!starts) {
+    napi_throw_error(env, NULL, "kernels: out of memory");
+    return NULL;
+  }
+  for (int64_t i = 0; i < rows; i++) starts[i] = (const unsigned char*)(src + i * tokens);
+  int64_t bad = shift_rows(starts, 0, rows, tokens, o.shift, o.dst, o.sum, o.sum_sq);
+  free(starts);
+  return result_index(env, bad);
+}
+
+// shiftBlobs(bytes: Uint8Array, offsets: Float64Array, bytesPerValue: 2 | 4, tokens, shift, dst, sum, sumSq):
+// row i is the little-endian float16/float32 blob of `tokens` values at bytes[offsets[i]].
+static napi_value ShiftBlobs(napi_env env, napi_callback_info info) {
+  napi_value argv[8];
+  if (!get_args(env, info, 8, argv, "shiftBlobs(bytes, offsets, bytesPerValue, tokens, shift, dst, sum, sumSq)")) return NULL;
+  unsigned char* bytes;
+  double* offsets;
+  size_t bytes_len, rows;
+  int64_t width, tokens;
+  ShiftOutputs o;
+  if (!typed_arg(env, argv[0], napi_uint8_array, "bytes", (void**)&bytes, &bytes_len) ||
+      !typed_arg(env, argv[1], napi_float64_array, "offsets", (void**)&offsets, &rows) ||
+      !int_arg(env, argv[2], "bytesPerValue", &width) || !int_arg(env, argv[3], "tokens", &tokens) ||
+      !shift_outputs(env, argv + 4, (int64_t)rows, tokens, &o)) {
+    return NULL;
+  }
+  if (width != 2 && width != 4) {
+    range_error(env, "kernels: bytesPerValue must be 2 (float16) or 4 (float32), got %lld", (long long)width);
+    return NULL;
+  }
+  const unsigned char** starts = malloc(sizeof *starts * (rows > 0 ? rows : 1));
+  if (!starts) {
+    napi_throw_error(env, NULL, "kernels: out of memory");
+    return NULL;
+  }
+  for (size_t i = 0; i < rows; i++) {
+    double at = offsets[i];
+    if (!(at >= 0) || at != (double)(int64_t)at || (uint64_t)at + (uint64_t)(width * tokens) > bytes_len) {
+      free(starts);
+      range_error(env, "kernels: blob %zu at byte %.0f runs past the %zu-byte buffer", i, at, bytes_len);
+      return NULL;
+    }
+    starts[i] = bytes + (size_t)at;
+  }
+  int64_t bad = shift_rows(starts, width == 2, (int64_t)rows, tokens, o.shift, o.dst, o.sum, o.sum_sq);
+  free(starts);
+  return result_index(env, bad);
+}
+
+napi_status register_correlate(napi_env env, napi_value exports) {
+  napi_status s = define_function(env, exports, "shiftRows", ShiftRows);
+  return s == napi_ok ? define_function(env, exports, "shiftBlobs", ShiftBlobs) : s;
+}

@@ -1,0 +1,23 @@
+// Shared argument helpers of the kernels addon: each kernel file registers its functions through
+// register_*(env, exports), and reads typed-array arguments with these checks, so a bad call throws a JS error
+// instead of reading out of bounds.
+#ifndef SEEDSCOPE_KERNELS_H
+#define SEEDSCOPE_KERNELS_H
+#include <node_api.h>
+#include <stddef.h>
+#include <stdint.h>
+
+// The data pointer and element count of a typed array of the given type; 0 (with a JS TypeError thrown) otherwise.
+int typed_arg(napi_env env, napi_value value, napi_typedarray_type type, const char* name, void** data, size_t* length);
+// An integer in [0, 2^53); 0 (with a JS RangeError thrown) otherwise.
+int int_arg(napi_env env, napi_value value, const char* name, int64_t* out);
+// Throws a RangeError with the formatted message and returns 0.
+int range_error(napi_env env, const char* format, ...);
+// Reads exactly `count` arguments into argv; 0 (with a TypeError naming `usage`) otherwise.
+int get_args(napi_env env, napi_callback_info info, size_t count, napi_value* argv, const char* usage);
+
+napi_status define_function(napi_env env, napi_value exports, const char* name, napi_callback callback);
+
+napi_status register_correlate(napi_env env, napi_value exports);
+napi_status register_extract(napi_env env, napi_value exports);
+#endif

@@ -1,0 +1,100 @@
+import { describe, expect, it } from 'vitest'
+import { toFloat16Bits } from '../io/activation-store.js'
+import { jsKernels, loadNativeKernels, type Kernels } from './kernels.js'
+
+const native = loadNativeKernels()
+const backends: Kernels[] = native ? [jsKernels, native] : [jsKernels]
+
+function randomRows(rows: number, tokens: number, seed: number): Float32Array {
+  let s = seed
+  const next = () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32)
+  return Float32Array.from({ length: rows * tokens }, (_, i) => 1000 + (i % 7) + next() * 3 - 1.5)
+}
+
+/** Float32 rows as little-endian blobs at odd byte offsets inside one buffer (as in a Parquet page). */
+function asBlobs(values: Float32Array, rows: number, tokens: number, width: 2 | 4): { bytes: Uint8Array; offsets: Float64Array } {
+  const stride = tokens * width + 5
+  const bytes = new Uint8Array(3 + rows * stride)
+  const offsets = new Float64Array(rows)
+  const view = new DataView(bytes.buffer)
+  for (let i = 0; i < rows; i++) {
+    offsets[i] = 3 + i * stride
+    for (let t = 0; t < tokens; t++) {
+      const at = offsets[i] + t * width
+      if (width === 4) view.setFloat32(at, values[i * tokens + t], true)
+      else view.setUint16(at, toFloat16Bits(values[i * tokens + t]), true)
+    }
+  }
+  return { bytes, offsets }
+}
+
+describe.each(backends.map((k) => [k.name, k] as const))('%s kernels: shift rows', (_name, k) => {
+  const rows = 5, tokens = 37 // not a multiple of the 8 lanes
+  const src = randomRows(rows, tokens, 7)
+  const shift = Float64Array.from({ length: rows }, (_, i) => 1000 + i * 0.25)
+
+  it('shifts and sums each row as float64 over the rounded shifted values (brute force)', () => {
+    const dst = new Float32Array(rows * tokens), sum = new Float64Array(rows), sumSq = new Float64Array(rows)
+    expect(k.shiftRows(src, rows, tokens, shift, dst, sum, sumSq)).toBe(-1)
+    for (let i = 0; i < rows; i++) {
+      let s1 = 0, s2 = 0
+      for (let t = 0; t < tokens; t++) {
+        const y = Math.fround(src[i * tokens + t] - shift[i])
+        expect(dst[i * tokens + t]).toBe(y)
+        s1 += y
+        s2 += y * y
+      }
+      expect(sum[i]).toBeCloseTo(s1, 10)
+      expect(sumSq[i]).toBeCloseTo(s2, 10)
+    }
+  })
+
+  it('reads float32 and float16 blobs at unaligned offsets like the same rows', () => {
+    for (const width of [4, 2] as const) {
+      const values = width === 4 ? src : Float32Array.from(src, (x) => x - 1000) // float16 needs small values
+      const { bytes, offsets } = asBlobs(values, rows, tokens, width)
+      const fromRows = { dst: new Float32Array(rows * tokens), sum: new Float64Array(rows), sumSq: new Float64Array(rows) }
+      const fromBlobs = { dst: new Float32Array(rows * tokens), sum: new Float64Array(rows), sumSq: new Float64Array(rows) }
+      const expected = width === 4 ? values : jsDecodedHalf(values)
+      k.shiftRows(expected, rows, tokens, shift, fromRows.dst, fromRows.sum, fromRows.sumSq)
+      expect(k.shiftBlobs(bytes, offsets, width, tokens, shift, fromBlobs.dst, fromBlobs.sum, fromBlobs.sumSq)).toBe(-1)
+      expect(fromBlobs).toEqual(fromRows)
+    }
+  })
+
+  it('reports the first non-finite value by flat index', () => {
+    const bad = src.slice()
+    bad[2 * tokens + 11] = NaN
+    bad[3 * tokens + 1] = Infinity
+    const dst = new Float32Array(rows * tokens)
+    expect(k.shiftRows(bad, rows, tokens, shift, dst, new Float64Array(rows), new Float64Array(rows))).toBe(2 * tokens + 11)
+  })
+
+  it('refuses a blob that runs past the buffer', () => {
+    const { bytes, offsets } = asBlobs(src, rows, tokens, 4)
+    offsets[4] = bytes.length - 8
+    expect(() => k.shiftBlobs(bytes, offsets, 4, tokens, shift, new Float32Array(rows * tokens), new Float64Array(rows), new Float64Array(rows))).toThrow(/runs past/)
+  })
+})
+
+// Rounds float32 values through float16 the way a float16 shard stores them.
+function jsDecodedHalf(values: Float32Array): Float32Array {
+  const { bytes, offsets } = asBlobs(values, 1, values.length, 2)
+  const out = new Float32Array(values.length)
+  jsKernels.shiftBlobs(bytes, offsets, 2, values.length, new Float64Array(1), out, new Float64Array(1), new Float64Array(1))
+  return out
+}
+
+describe.runIf(native)('native and JavaScript kernels agree bit for bit', () => {
+  it('on long rows with large means', () => {
+    const rows = 3, tokens = 10_001
+    const src = randomRows(rows, tokens, 11)
+    const shift = Float64Array.from([1001, 999.5, 1003])
+    const out = (k: Kernels) => {
+      const o = { dst: new Float32Array(rows * tokens), sum: new Float64Array(rows), sumSq: new Float64Array(rows) }
+      k.shiftRows(src, rows, tokens, shift, o.dst, o.sum, o.sumSq)
+      return o
+    }
+    expect(out(native!)).toEqual(out(jsKernels))
+  })
+})
