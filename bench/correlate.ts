@@ -14,10 +14,11 @@ import { existsSync, mkdirSync } from 'node:fs'
 import { availableParallelism } from 'node:os'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
-import { readActivationBlock, readActivationShardInfo, type ShardInfo } from '../src/io/activation-store.js'
+import { readActivationBlock, readActivationRows, readActivationShardInfo, type ShardInfo } from '../src/io/activation-store.js'
 import { loadFastGemm } from '../src/model/gemm.js'
 import { rotatedPair } from '../src/stages/correlate/pair.js'
-import { addChunk, ALL_LAYERS, crossSums, pairResults } from '../src/stages/correlate/pair-sums.js'
+import { ALL_LAYERS, crossSums, pairResults } from '../src/stages/correlate/pair-sums.js'
+import type { ChunkRows } from '../src/stats/pearson.js'
 import { WithinLayerMoments } from '../src/stats/baseline.js'
 import { checkBuild, REPO, runStages } from './lib/cli-run.js'
 import { envNumber, loadAverage, median, medianTiming, printHeader, printTable, ratioLine, thousands, timed, type Timing } from './lib/measure.js'
@@ -208,18 +209,20 @@ async function pairBreakdown(names: string[], shards: string[][], infos: ShardIn
   const withinA = new WithinLayerMoments({ ...layout, gemm })
   const withinB = new WithinLayerMoments({ ...layout, gemm })
   const t = { read: 0, cross: 0, gemm: 0, within: 0 }
+  const product = new Float32Array(n * n)
+  let a: ChunkRows | undefined, b: ChunkRows | undefined
   let tokens = 0
   for (let k = 0; k < Math.min(BREAKDOWN_SHARDS, infos.length); k++) {
     const info = infos[k]
-    const read = await timed(async () => [await readActivationBlock(shards[0][k], info, 0, n), await readActivationBlock(shards[1][k], info, 0, n)])
-    const [a, b] = read.value
+    const read = await timed(async () => [await readActivationRows(shards[0][k], info, 0, n, a), await readActivationRows(shards[1][k], info, 0, n, b)])
+    ;[a, b] = read.value
     t.read += read.wall
-    t.cross += (await timed(() => addChunk(cross, a, b, info.tokens))).wall
-    const product = new Float32Array(n * n)
-    t.gemm += (await timed(() => gemm(a, b, n, n, info.tokens, product))).wall
+    t.cross += (await timed(() => cross.add(a!, b!, info.tokens))).wall
+    const [a32, b32] = [await readActivationBlock(shards[0][k], info, 0, n), await readActivationBlock(shards[1][k], info, 0, n)]
+    t.gemm += (await timed(() => gemm(a32, b32, n, n, info.tokens, product))).wall
     t.within += (await timed(() => {
-      withinA.add(a, info.tokens)
-      withinB.add(b, info.tokens)
+      withinA.add(a!, info.tokens)
+      withinB.add(b!, info.tokens)
     })).wall
     tokens += info.tokens
   }

@@ -2,7 +2,9 @@ import { mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, expect, test } from 'vitest'
-import { readActivationBlock, readActivationShardInfo, toFloat16Bits, writeActivationShard, type ShardLayout } from './activation-store.js'
+import { jsKernels } from '../stats/kernels.js'
+import { readActivationBlobs, readActivationBlock, readActivationShardInfo, toFloat16Bits, writeActivationShard, type ShardLayout } from './activation-store.js'
+import { readPlainBlobs, TableWriter } from './tables.js'
 import { decodeF16 } from './safetensors-dtypes.js'
 
 const dir = mkdtempSync(join(tmpdir(), 'seedscope-acts-'))
@@ -61,4 +63,43 @@ test('float16 conversion rounds to the nearest representable value (ties to even
   expect(toFloat16Bits(2 ** -24)).toBe(1) // smallest subnormal
   expect(toFloat16Bits(65504)).toBe(0x7bff)
   expect(toFloat16Bits(-0)).toBe(0x8000)
+})
+
+describe('reading blobs in place', () => {
+  test('the blobs a shard holds decode to the same values as the full reader, any range, reusing memory', async () => {
+    for (const dtype of ['float32', 'float16'] as const) {
+      const { layout: l, acts } = layout(dtype)
+      const path = join(dir, `blobs-${dtype}.parquet`)
+      writeActivationShard(path, l, acts)
+      const info = await readActivationShardInfo(path)
+      let reuse
+      for (const [start, end] of [[0, 600], [250, 262], [199, 401]]) {
+        const blobs = readActivationBlobs(path, info, start, end, reuse)!
+        expect(blobs.bytesPerValue).toBe(dtype === 'float32' ? 4 : 2)
+        const rows = end - start
+        const decoded = new Float32Array(rows * info.tokens)
+        jsKernels.shiftBlobs(blobs.bytes, blobs.offsets, blobs.bytesPerValue, info.tokens, new Float64Array(rows), decoded, new Float64Array(rows), new Float64Array(rows))
+        expect(decoded).toEqual(await readActivationBlock(path, info, start, end))
+        reuse = blobs
+      }
+    }
+  })
+
+  test('a compressed or dictionary-encoded column is not read in place (the caller decodes it)', () => {
+    const path = join(dir, 'snappy.parquet')
+    const writer = new TableWriter(path, { codec: 'SNAPPY', columns: [{ name: 'acts', type: 'BYTE_ARRAY' }] })
+    writer.append({ acts: [Uint8Array.of(1, 2, 3, 4), Uint8Array.of(5, 6, 7, 8)] })
+    writer.close()
+    expect(readPlainBlobs(path, 'acts', 0, 2)).toBeUndefined()
+  })
+
+  test('a truncated shard is a clear error naming the file', async () => {
+    const { layout: l, acts } = layout('float32')
+    const path = join(dir, 'truncated.parquet')
+    writeActivationShard(path, l, acts)
+    const info = await readActivationShardInfo(path)
+    const { truncateSync } = await import('node:fs')
+    truncateSync(path, 5000)
+    expect(() => readActivationBlobs(path, info, 0, 600)).toThrow(path)
+  })
 })

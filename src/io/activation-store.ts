@@ -6,8 +6,9 @@
 // little-endian float32 (or IEEE float16) blob; one row group per block of 256 neurons. Which token positions
 // are valid (SPEC §2: not BOS, not a skipped token) is stored once per shard, in the key-value metadata, as the
 // shard's row numbers and a bitmask over (row, position).
+import type { BlobRows } from '../stats/kernels.js'
 import { decodeF16 } from './safetensors-dtypes.js'
-import { readTable, readTableInfo, TableWriter } from './tables.js'
+import { readPlainBlobs, readTable, readTableInfo, TableWriter } from './tables.js'
 
 export const NEURONS_PER_GROUP = 256
 const FLOAT16_MAX = 65504
@@ -103,21 +104,49 @@ export async function readActivationShardInfo(path: string): Promise<ShardInfo> 
   }
 }
 
-/** Rows [start, end) of a shard (= global neurons [start, end) unless it holds a subset): [end − start, tokens], neuron-major. */
+/**
+ * Rows [start, end) of a shard (= global neurons [start, end) unless it holds a subset) as they lie in the file:
+ * one read per row group, no decoding (the correlate stage shifts them straight into its GEMM operand).
+ * Undefined when the file's layout needs decoding (e.g. a shard written compressed); use readActivationBlock.
+ */
+export function readActivationBlobs(path: string, info: ShardInfo, start: number, end: number, reuse?: BlobRows): BlobRows | undefined {
+  const blobs = readPlainBlobs(path, 'acts', start, end, reuse?.bytes)
+  if (!blobs) return undefined
+  const bytesPerValue = info.dtype === 'float16' ? 2 : 4
+  blobs.lengths.forEach((length, i) => checkBlobLength(path, start + i, length, info.tokens, bytesPerValue))
+  return { bytes: blobs.bytes, offsets: blobs.offsets, bytesPerValue }
+}
+
+/**
+ * Rows [start, end) of a shard as they lie in the file when the layout allows (no decoding, no copy), else
+ * decoded. `reuse`: the previous result of this reader, whose memory it may overwrite.
+ */
+export async function readActivationRows(path: string, info: ShardInfo, start: number, end: number, reuse?: BlobRows | Float32Array): Promise<BlobRows | Float32Array> {
+  const blobs = readActivationBlobs(path, info, start, end, reuse instanceof Float32Array ? undefined : reuse)
+  return blobs ?? (await readActivationBlock(path, info, start, end))
+}
+
+/** Rows [start, end) of a shard, decoded: [end − start, tokens], neuron-major. */
 export async function readActivationBlock(path: string, info: ShardInfo, start: number, end: number): Promise<Float32Array> {
-  const records = await readTable(path, { columns: ['acts'], rowStart: start, rowEnd: end })
   const out = new Float32Array((end - start) * info.tokens)
-  const outBytes = new Uint8Array(out.buffer, out.byteOffset, out.byteLength)
+  const width = info.dtype === 'float16' ? 2 : 4
+  const blobs = LITTLE_ENDIAN ? readActivationBlobs(path, info, start, end) : undefined
+  if (blobs && width === 4) {
+    const outBytes = new Uint8Array(out.buffer)
+    blobs.offsets.forEach((at, i) => outBytes.set(blobs.bytes.subarray(at, at + info.tokens * 4), i * info.tokens * 4))
+    return out
+  }
+  const records = await readTable(path, { columns: ['acts'], rowStart: start, rowEnd: end })
   records.forEach((record, i) => {
     const blob = record.acts as Uint8Array
-    const width = info.dtype === 'float16' ? 2 : 4
-    if (blob.length !== info.tokens * width) throw new Error(`${path}: neuron ${start + i} holds ${blob.length / width} values, expected ${info.tokens}`)
-    // float32 on a little-endian machine: copy the bytes as they are (blobs sit at any byte offset in a page,
-    // so viewing them as Float32Array would need a per-element DataView read: 10× slower).
-    if (info.dtype === 'float32' && LITTLE_ENDIAN) outBytes.set(blob, i * info.tokens * 4)
-    else out.set(info.dtype === 'float16' ? fromFloat16Bytes(blob) : fromLittleEndianFloat32(blob), i * info.tokens)
+    checkBlobLength(path, start + i, blob.length, info.tokens, width)
+    out.set(width === 2 ? fromFloat16Bytes(blob) : fromLittleEndianFloat32(blob), i * info.tokens)
   })
   return out
+}
+
+function checkBlobLength(path: string, row: number, length: number, tokens: number, width: number): void {
+  if (length !== tokens * width) throw new Error(`${path}: neuron ${row} holds ${length / width} values, expected ${tokens}; the shard is corrupt, rerun extract`)
 }
 
 export function countValid(valid: Uint8Array): number {

@@ -2,9 +2,10 @@
 // A table is a list of typed columns plus string key-value metadata; writes are atomic (temp file, fsync,
 // rename), and a streaming writer puts one row group on disk per `append`, so memory holds one group at most.
 import { createHash } from 'node:crypto'
-import { closeSync, fsyncSync, mkdirSync, openSync, rmSync, writeSync } from 'node:fs'
+import { closeSync, fstatSync, fsyncSync, mkdirSync, openSync, readSync, rmSync, writeSync } from 'node:fs'
 import { dirname } from 'node:path'
-import { asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects, parquetSchema } from 'hyparquet'
+import { asyncBufferFromFile, parquetMetadata, parquetMetadataAsync, parquetReadObjects, parquetSchema } from 'hyparquet'
+import { parquetHeader } from 'hyparquet/src/column.js'
 import type { FileMetaData, SchemaElement } from 'hyparquet'
 import { ByteWriter, ParquetWriter } from 'hyparquet-writer'
 import { commitTemporary, temporaryPath } from './atomic-write.js'
@@ -157,6 +158,96 @@ export async function readTable(path: string, options: ReadTableOptions = {}): P
     rowEnd: options.rowEnd,
     utf8: false, // STRING columns are still decoded (by their converted type); raw BYTE_ARRAY stays bytes
   })
+}
+
+/** Where each value of a BYTE_ARRAY column lies in a buffer of the file's bytes. */
+export interface PlainBlobs {
+  bytes: Uint8Array // the column chunks read, back to back
+  offsets: Float64Array // [rows] byte offset of each value in `bytes`
+  lengths: Uint32Array // [rows] its length in bytes
+}
+
+/**
+ * The values of BYTE_ARRAY column `column`, rows [rowStart, rowEnd), as they lie in the file: one read per row
+ * group, no decoding, no copy per value. Only for a required column written PLAIN and uncompressed (activation
+ * shards); returns undefined for any other layout, and the caller reads it with {@link readTable}. `reuse`: a
+ * buffer from an earlier call whose memory may hold this read (its contents are overwritten).
+ */
+export function readPlainBlobs(path: string, column: string, rowStart: number, rowEnd: number, reuse?: Uint8Array): PlainBlobs | undefined {
+  const fd = openSync(path, 'r')
+  try {
+    const metadata = readFooterSync(fd, path)
+    const index = metadata.schema.findIndex((e, i) => i > 0 && e.name === column)
+    const element = metadata.schema[index]
+    if (index < 0 || element.type !== 'BYTE_ARRAY' || element.repetition_type !== 'REQUIRED' || element.num_children) return undefined
+    const chunks: { groupRow: number; offset: number; size: number }[] = []
+    let groupRow = 0
+    for (const group of metadata.row_groups) {
+      const rows = Number(group.num_rows)
+      const chunk = group.columns.find((c) => c.meta_data?.path_in_schema.join('.') === column)?.meta_data
+      if (!chunk || chunk.codec !== 'UNCOMPRESSED' || chunk.dictionary_page_offset !== undefined) return undefined
+      if (groupRow < rowEnd && groupRow + rows > rowStart) {
+        chunks.push({ groupRow, offset: Number(chunk.data_page_offset), size: Number(chunk.total_compressed_size) })
+      }
+      groupRow += rows
+    }
+    const size = chunks.reduce((sum, c) => sum + c.size, 0)
+    // Fresh memory costs a page fault (and the kernel's zeroing) per 4 KiB, more than the read itself.
+    const bytes = reuse && reuse.byteOffset === 0 && reuse.buffer.byteLength >= size ? new Uint8Array(reuse.buffer, 0, size) : new Uint8Array(size)
+    const offsets = new Float64Array(rowEnd - rowStart)
+    const lengths = new Uint32Array(rowEnd - rowStart)
+    const view = new DataView(bytes.buffer)
+    let at = 0
+    for (const chunk of chunks) {
+      readFully(fd, bytes.subarray(at, at + chunk.size), chunk.offset, path)
+      let row = chunk.groupRow
+      const reader = { view, offset: at }
+      while (reader.offset < at + chunk.size) {
+        const header = parquetHeader(reader)
+        const v2 = header.data_page_header_v2
+        const page = v2 ?? header.data_page_header
+        if (!page || page.encoding !== 'PLAIN') return undefined
+        const pageEnd = reader.offset + header.compressed_page_size
+        // A required flat column has no level bytes in a v1 page; v2 states their length (0 here too).
+        let value = reader.offset + (v2 ? v2.definition_levels_byte_length + v2.repetition_levels_byte_length : 0)
+        for (let i = 0; i < page.num_values; i++, row++) {
+          const length = view.getUint32(value, true)
+          if (row >= rowStart && row < rowEnd) {
+            offsets[row - rowStart] = value + 4
+            lengths[row - rowStart] = length
+          }
+          value += 4 + length
+        }
+        if (value !== pageEnd) throw new Error(`${path}: page of column ${column} holds ${pageEnd - reader.offset} bytes, its values ${value - reader.offset}; the file is corrupt`)
+        reader.offset = pageEnd
+      }
+      at += chunk.size
+    }
+    return { bytes, offsets, lengths }
+  } finally {
+    closeSync(fd)
+  }
+}
+
+function readFooterSync(fd: number, path: string): FileMetaData {
+  const size = fstatSync(fd).size
+  const tail = Buffer.alloc(8)
+  if (size < 12) throw new Error(`${path}: ${size} bytes is too short for a Parquet file`)
+  readFully(fd, tail, size - 8, path)
+  const footerLength = tail.readUInt32LE(0)
+  if (tail.toString('latin1', 4) !== 'PAR1' || footerLength + 12 > size) throw new Error(`${path}: not a Parquet file (bad footer)`)
+  const footer = Buffer.alloc(footerLength + 8)
+  readFully(fd, footer, size - footerLength - 8, path)
+  return parquetMetadata(footer.buffer.slice(footer.byteOffset, footer.byteOffset + footer.length))
+}
+
+function readFully(fd: number, into: Uint8Array, position: number, path: string): void {
+  let done = 0
+  while (done < into.length) {
+    const n = readSync(fd, into, done, into.length - done, position + done)
+    if (n === 0) throw new Error(`${path}: file ends at byte ${position + done}, expected ${into.length - done} more; the file is truncated`)
+    done += n
+  }
 }
 
 /** Little-endian int32 bytes of `values` (the layout of token blobs). */

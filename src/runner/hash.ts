@@ -27,12 +27,19 @@ export async function sha256OfFile(path: string): Promise<string> {
 interface CachedHash {
   size: number
   mtimeMs: number
+  hashedAt?: number // Date.now() when it was hashed
   sha256: string
 }
 
+// File systems store mtime coarsely (ext4 to a clock tick, NFS and Lustre to a second or worse): a file changed
+// within this long after it was hashed could keep its recorded mtime, so such an entry is hashed again once.
+const RACY_MS = 2000
+
 /**
- * sha256 of input files outside output_dir, remembered by (path, size, mtime) in a JSON file. An edit that keeps
- * both size and mtime goes unnoticed; that is the price of not reading 500 MB checkpoints at every status.
+ * sha256 of files (inputs outside output_dir, and finished outputs), remembered by (path, size, mtime) in a JSON
+ * file. An edit that keeps both size and mtime goes unnoticed; that is the price of not reading 500 MB
+ * checkpoints and gigabytes of activations at every status. An entry hashed within RACY_MS of the file's mtime is
+ * not trusted (git's "racily clean" problem).
  */
 export class FileHashCache {
   private entries: Record<string, CachedHash>
@@ -49,14 +56,16 @@ export class FileHashCache {
     }
   }
 
-  /** The file's sha256; throws ENOENT-style errors for missing files. */
-  async hash(path: string): Promise<string> {
+  /** The file's sha256; throws ENOENT-style errors for missing files. `quiet`: do not report the hashing. */
+  async hash(path: string, options: { quiet?: boolean } = {}): Promise<string> {
     const { size, mtimeMs } = await stat(path)
     const cached = this.entries[path]
-    if (cached && cached.size === size && cached.mtimeMs === mtimeMs) return cached.sha256
-    this.onHashing?.(path, size)
+    const settled = cached?.hashedAt !== undefined && cached.hashedAt - mtimeMs > RACY_MS
+    if (cached && cached.size === size && cached.mtimeMs === mtimeMs && settled) return cached.sha256
+    if (!options.quiet) this.onHashing?.(path, size)
+    const hashedAt = Date.now()
     const sha256 = await sha256OfFile(path)
-    this.entries[path] = { size, mtimeMs, sha256 }
+    this.entries[path] = { size, mtimeMs, hashedAt, sha256 }
     this.dirty = true
     return sha256
   }

@@ -7,7 +7,7 @@ import { stat } from 'node:fs/promises'
 import { isAbsolute, join, normalize } from 'node:path'
 import type { PipelineConfig } from '../config.js'
 import { UserError } from '../errors.js'
-import { FileHashCache, canonicalJson, sha256OfFile, hashJson } from './hash.js'
+import { FileHashCache, canonicalJson, hashJson } from './hash.js'
 import { readManifest, type InputRecord, type ManifestEntry, type StageManifest } from './manifest.js'
 import type { AnyStage, FinishedUnit, Unit, UnitInputs, UpstreamView } from './stage.js'
 
@@ -121,7 +121,7 @@ export class Results {
       else if (size !== record.size) {
         reasons.push(`output corrupt: ${output} (${size} bytes, manifest says ${record.size})`)
         corrupt.push(output)
-      } else if ((await sha256OfFile(join(this.outputDir, output))) !== record.sha256) {
+      } else if ((await this.fileHashes.hash(join(this.outputDir, output), { quiet: true })) !== record.sha256) {
         reasons.push(`output corrupt: ${output} (sha256 differs from the manifest)`)
         corrupt.push(output)
       }

@@ -8,7 +8,7 @@
 import type { PipelineConfig } from '../config.js'
 import { readModelConfig } from '../model/hf-config.js'
 import { writeTable } from '../io/tables.js'
-import { readActivationBlock, readActivationShardInfo } from '../io/activation-store.js'
+import { readActivationRows, readActivationShardInfo } from '../io/activation-store.js'
 import { readStateFile, writeStateFile } from '../io/state-file.js'
 import { loadFastGemm } from '../model/gemm.js'
 import type { Stage, StageContext, Unit, UpstreamView } from '../runner/stage.js'
@@ -71,11 +71,13 @@ async function withinLayerState(u: SeedStatsUnit, ctx: StageContext<unknown>): P
   }
   const { gemm } = loadFastGemm(ctx.execution.threads)
   let within: WithinLayerMoments | undefined
+  let rows: Awaited<ReturnType<typeof readActivationRows>> | undefined
   for (const file of u.within.shards) {
     const path = ctx.upstream.path(file)
     const info = await readActivationShardInfo(path)
     within ??= new WithinLayerMoments({ nLayers: info.nLayers, dMlp: info.dMlp, gemm })
-    within.add(await readActivationBlock(path, info, 0, info.nLayers * info.dMlp), info.tokens)
+    rows = await readActivationRows(path, info, 0, info.nLayers * info.dMlp, rows)
+    within.add(rows, info.tokens)
     ctx.progress.advance(1)
   }
   return within!.state()

@@ -15,7 +15,7 @@
 // Both sides use the same tokens, so the accumulators must have the same n (checked).
 
 import { gemm64Fallback, type Gemm, type Gemm64 } from './gemm.js'
-import { PearsonAccumulator, type PearsonState } from './pearson.js'
+import { type ChunkRows, PearsonAccumulator, type PearsonState } from './pearson.js'
 import { rotationMatrix, type RotationKind } from './rotation.js'
 
 /**
@@ -65,14 +65,17 @@ export class WithinLayerMoments {
     return { dMlp: this.dMlp, firstLayer: this.firstLayer, nLayers: this.nLayers, layers }
   }
 
-  /** Add a chunk of valid tokens, [nLayers·d_mlp, tokens] neuron-major (the same layout as PearsonAccumulator). */
-  add(acts: Float32Array, tokens: number): void {
+  /** Add a chunk of valid tokens: nLayers·d_mlp rows (the same layouts as PearsonAccumulator's chunks). */
+  add(acts: ChunkRows, tokens: number): void {
     const d = this.dMlp
-    if (acts.length !== this.nLayers * d * tokens) {
-      throw new Error(`within-layer: chunk of ${acts.length} values is not [${this.nLayers * d}, ${tokens}]`)
+    const values = acts instanceof Float32Array ? acts.length : acts.offsets.length * tokens
+    if (values !== this.nLayers * d * tokens) {
+      throw new Error(`within-layer: chunk of ${values} values is not [${this.nLayers * d}, ${tokens}]`)
     }
     for (let l = 0; l < this.nLayers; l++) {
-      const rows = acts.subarray(l * d * tokens, (l + 1) * d * tokens)
+      const rows = acts instanceof Float32Array
+        ? acts.subarray(l * d * tokens, (l + 1) * d * tokens)
+        : { ...acts, offsets: acts.offsets.subarray(l * d, (l + 1) * d) }
       this.layers[l].add(rows, rows, tokens)
     }
   }

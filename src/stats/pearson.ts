@@ -10,6 +10,10 @@
 // layer of B) when the full N×N float64 matrix does not fit; global neuron index = layer·d_mlp + neuron.
 
 import { gemmFallback, type Gemm } from './gemm.js'
+import { type BlobRows, kernels } from './kernels.js'
+
+/** A chunk's rows: neuron-major [rows, tokens] float32, or blobs as they lie in an activation shard. */
+export type ChunkRows = Float32Array | BlobRows
 
 /** Global neuron indices [start, start + count) of one model. */
 export interface NeuronRange {
@@ -100,31 +104,28 @@ export class PearsonAccumulator {
   }
 
   /**
-   * Add a chunk of valid tokens: `a` is [a.count, tokens] and `b` is [b.count, tokens], both neuron-major
-   * row-major, the same tokens in the same order. A non-finite activation is an error (it would poison a whole
-   * row of the matrix), reported with the neuron and token.
+   * Add a chunk of valid tokens: `a` holds a.count rows and `b` b.count rows of `tokens` values each, the same
+   * tokens in the same order: a neuron-major Float32Array [rows, tokens], or blobs as read from an activation
+   * shard. Passing the same object as `a` and `b` (a block against itself) shifts it once. A non-finite
+   * activation is an error (it would poison a whole row of the matrix), reported with the neuron and token.
    */
-  add(a: Float32Array, b: Float32Array, tokens: number): void {
+  add(a: ChunkRows, b: ChunkRows, tokens: number): void {
     if (tokens === 0) return
     const na = this.a.count, nb = this.b.count
-    if (a.length !== na * tokens || b.length !== nb * tokens) {
-      throw new Error(`pearson: chunk shapes a=${a.length}, b=${b.length} values do not match ` +
-        `[${na}, ${tokens}] and [${nb}, ${tokens}]`)
-    }
+    checkChunk(a, na, tokens, 'a')
+    checkChunk(b, nb, tokens, 'b')
     const s = this.s
-    const shiftA = s.shifted ? s.shiftA : rowMeans(a, na, tokens)
-    const shiftB = s.shifted ? s.shiftB : rowMeans(b, nb, tokens)
-    // Working buffers live for one call only: a run may hold many accumulators (one per block, one per layer in
-    // WithinLayerMoments), and buffers kept by each would add up to gigabytes. Allocating them costs far less
-    // than the GEMM.
-    const xa = new Float32Array(na * tokens), xb = new Float32Array(nb * tokens), product = new Float32Array(na * nb)
     // Shift (and check) both chunks before touching the state, so a bad chunk leaves the accumulator as it was.
-    const rowsA = shiftRows(a, tokens, shiftA, xa, 'A', this.a.start)
-    const rowsB = shiftRows(b, tokens, shiftB, xb, 'B', this.b.start)
+    const self = a === b && na === nb
+    const xa = scratch('a', na * tokens)
+    const rowsA = shiftChunk(a, na, tokens, s.shifted ? s.shiftA : undefined, xa, 'A', this.a.start)
+    const xb = self ? xa : scratch('b', nb * tokens)
+    const rowsB = self ? rowsA : shiftChunk(b, nb, tokens, s.shifted ? s.shiftB : undefined, xb, 'B', this.b.start)
+    const product = scratch('product', na * nb)
     this.gemm(xa, xb, na, nb, tokens, product)
     if (!s.shifted) {
-      s.shiftA.set(shiftA)
-      s.shiftB.set(shiftB)
+      s.shiftA.set(rowsA.shift)
+      s.shiftB.set(rowsB.shift)
       s.shifted = true
     }
     addInto(s.sumA, rowsA.sum)
@@ -253,40 +254,50 @@ function count(mask: Uint8Array): number {
   return c
 }
 
-function rowMeans(x: Float32Array, rows: number, tokens: number): Float64Array {
-  const out = new Float64Array(rows)
-  for (let i = 0; i < rows; i++) {
-    let sum = 0
-    for (let t = i * tokens; t < (i + 1) * tokens; t++) sum += x[t]
-    // A non-finite chunk is reported by shiftRows; keep the shift finite so that the message names the value.
-    out[i] = Number.isFinite(sum) ? sum / tokens : 0
+function checkChunk(rows: ChunkRows, count: number, tokens: number, side: string): void {
+  const have = rows instanceof Float32Array ? rows.length : rows.offsets.length * tokens
+  if (have !== count * tokens) {
+    throw new Error(`pearson: chunk ${side} holds ${have} values, which does not match [${count}, ${tokens}]`)
   }
-  return out
 }
 
-// out = float32(x − shift) row by row, with each row's Σ and Σ² in float64 over the rounded values: the same
-// numbers the GEMM sees.
-function shiftRows(
-  x: Float32Array, tokens: number, shift: Float64Array, out: Float32Array, side: string, start: number,
-): { sum: Float64Array; sumSq: Float64Array } {
-  const sum = new Float64Array(shift.length), sumSq = new Float64Array(shift.length)
-  for (let i = 0; i < shift.length; i++) {
-    const c = shift[i]
-    let s1 = 0, s2 = 0
-    for (let t = i * tokens; t < (i + 1) * tokens; t++) {
-      const y = Math.fround(x[t] - c)
-      if (y - y !== 0) {
-        throw new Error(`pearson: non-finite activation ${x[t]} for neuron ${start + i} of ${side} ` +
-          `at token ${t - i * tokens} of the chunk`)
-      }
-      out[t] = y
-      s1 += y
-      s2 += y * y
-    }
-    sum[i] = s1
-    sumSq[i] = s2
+// Working buffers (the shifted operands and the chunk product) are shared by every accumulator in the process
+// and grow to the largest chunk: a run may hold many accumulators (one per layer in WithinLayerMoments), and
+// buffers kept by each would add up to gigabytes, while fresh ones per chunk cost a page fault per 4 KiB.
+const buffers = new Map<string, Float32Array>()
+
+function scratch(role: string, length: number): Float32Array {
+  let buffer = buffers.get(role)
+  if (!buffer || buffer.length < length) buffers.set(role, (buffer = new Float32Array(length)))
+  return buffer.subarray(0, length)
+}
+
+/**
+ * out = float32(x − shift) row by row, with each row's Σ and Σ² in float64 over the rounded values: the same
+ * numbers the GEMM sees. Without a shift (the first chunk), each row's mean over this chunk becomes its shift.
+ */
+function shiftChunk(
+  rows: ChunkRows, count: number, tokens: number, shift: Float64Array | undefined, out: Float32Array, side: string, start: number,
+): { shift: Float64Array; sum: Float64Array; sumSq: Float64Array } {
+  const sum = new Float64Array(count), sumSq = new Float64Array(count)
+  const run = (source: ChunkRows, by: Float64Array) => source instanceof Float32Array
+    ? kernels.shiftRows(source, count, tokens, by, out, sum, sumSq)
+    : kernels.shiftBlobs(source.bytes, source.offsets, source.bytesPerValue, tokens, by, out, sum, sumSq)
+  let source = rows
+  if (!shift) {
+    // Values as they are first (a zero shift), then around their means; x − 0 is exact, so the result is the same.
+    throwIfNonFinite(run(rows, new Float64Array(count)), out, tokens, side, start)
+    shift = sum.map((total) => total / tokens)
+    source = out
   }
-  return { sum, sumSq }
+  throwIfNonFinite(run(source, shift), out, tokens, side, start)
+  return { shift, sum, sumSq }
+}
+
+function throwIfNonFinite(bad: number, shifted: Float32Array, tokens: number, side: string, start: number): void {
+  if (bad < 0) return
+  const row = Math.floor(bad / tokens)
+  throw new Error(`pearson: non-finite activation ${shifted[bad]} for neuron ${start + row} of ${side} at token ${bad - row * tokens} of the chunk`)
 }
 
 function addInto(into: Float64Array, from: Float64Array | Float32Array): void {

@@ -2,18 +2,18 @@
 // A's layers when the sums do not fit the memory budget; both seeds' within-layer moments come from the stats
 // stage (computed once per seed). The sums are checkpointed every `correlate.checkpoint_every` tokens (or minutes), so a killed run resumes where it stopped and
 // ends with identical numbers: the same chunks are added in the same order to the same exact float64 state.
-import { readActivationBlock, readActivationShardInfo, type ShardInfo } from '../../io/activation-store.js'
+import { readActivationRows, readActivationShardInfo, type ShardInfo } from '../../io/activation-store.js'
 import { readStateFile, writeStateFile } from '../../io/state-file.js'
 import { loadFastGemm } from '../../model/gemm.js'
 import type { StageContext } from '../../runner/stage.js'
 import { WithinLayerMoments, type WithinLayerState } from '../../stats/baseline.js'
 import type { Gemm } from '../../stats/gemm.js'
-import { PearsonAccumulator, type PearsonState } from '../../stats/pearson.js'
+import { type ChunkRows, PearsonAccumulator, type PearsonState } from '../../stats/pearson.js'
 import { activationPath } from '../extract/index.js'
 import { withinPath } from '../stats.js'
 import type { CorrelateParams, PairUnit } from './index.js'
 import { writePairOutput } from './pair-output.js'
-import { addChunk, crossSums, layerBlocks, mergePairResults, type ModelLayout, pairResults, type PairResults, rotatedLayers, rotationKind, rotationSeed } from './pair-sums.js'
+import { crossSums, layerBlocks, mergePairResults, type ModelLayout, pairResults, type PairResults, rotatedLayers, rotationKind, rotationSeed } from './pair-sums.js'
 import { restorePairResults, serializePairResults, type SerializedPairResults } from './pair-results-state.js'
 
 /** Where the pass stood: the open block's sums (absent at a block boundary) and the finished blocks' results. */
@@ -44,6 +44,7 @@ export async function correlatePair(u: Extract<PairUnit, { mode: 'stored' }>, ct
   let results: PairResults | undefined = saved?.results && restorePairResults(saved.results, layoutA, layoutB)
   if (saved) ctx.progress.advance(saved.blockIndex * tokensPerPass + (saved.cross ? infos.slice(0, saved.shardsDone).reduce((sum, [a]) => sum + a.tokens, 0) : 0))
 
+  let a: ChunkRows | undefined, b: ChunkRows | undefined
   for (let blockIndex = saved?.blockIndex ?? 0; blockIndex < blocks.length; blockIndex++) {
     const resumed = saved?.cross && blockIndex === saved.blockIndex ? saved : undefined
     const cross = resumed ? PearsonAccumulator.fromState(resumed.cross!, gemm) : crossSums(layoutA, layoutB, blocks[blockIndex], gemm)
@@ -53,9 +54,10 @@ export async function correlatePair(u: Extract<PairUnit, { mode: 'stored' }>, ct
     for (let k = firstShard; k < u.shards.length; k++) {
       if (ctx.signal.aborted) throw new Error('correlate: cancelled')
       const [infoA, infoB] = infos[k]
-      const a = await readActivationBlock(shardPath(u.a, u.shards[k]), infoA, 0, layoutA.nLayers * layoutA.dMlp)
-      const b = await readActivationBlock(shardPath(u.b, u.shards[k]), infoB, 0, layoutB.nLayers * layoutB.dMlp)
-      addChunk(cross, a, b, infoA.tokens)
+      // Only the block's rows of A; all of B. Each read reuses the previous one's memory.
+      a = await readActivationRows(shardPath(u.a, u.shards[k]), infoA, cross.a.start, cross.a.start + cross.a.count, a)
+      b = await readActivationRows(shardPath(u.b, u.shards[k]), infoB, 0, layoutB.nLayers * layoutB.dMlp, b)
+      cross.add(a, b, infoA.tokens)
       ctx.progress.advance(infoA.tokens)
       sinceCheckpoint += infoA.tokens
       const due = sinceCheckpoint >= u.checkpointing.tokens || Date.now() - lastCheckpoint >= u.checkpointing.minutes * 60_000
