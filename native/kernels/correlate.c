@@ -6,6 +6,7 @@
 // Summation order is fixed (eight lanes, lane = token mod 8, combined pairwise) and is the same in the JavaScript
 // fallback (src/stats/kernels.ts), so both give bit-identical results.
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -33,37 +34,42 @@ static inline float half_to_float(uint16_t h) {
   return f;
 }
 
+// Eight lanes as GCC/Clang vector types: each lane is the scalar code's lane (token mod 8), so the arithmetic,
+// and the rounding, are exactly those of the JavaScript fallback; the compiler maps them to SSE2, AVX2 or AVX-512.
+typedef float f32x8 __attribute__((vector_size(32)));
+typedef double f64x8 __attribute__((vector_size(64)));
+
+static inline float load_value(const unsigned char* src, int half, int64_t t) {
+  if (half) {
+    uint16_t h;
+    memcpy(&h, src + 2 * t, 2);
+    return half_to_float(h);
+  }
+  float x;
+  memcpy(&x, src + 4 * t, 4);
+  return x;
+}
+
 // One row: dst[t] = float32(x[t] − c); returns Σ dst and Σ dst² in float64, lane by lane.
 VECTOR_CLONES
 static void shift_row(const unsigned char* src, int half, int64_t tokens, double c, float* dst, double* sum, double* sum_sq) {
-  double s1[LANES] = {0}, s2[LANES] = {0};
+  f64x8 s1 = {0}, s2 = {0};
   int64_t t = 0;
   for (; t + LANES <= tokens; t += LANES) {
-    for (int j = 0; j < LANES; j++) {
-      float x;
-      if (half) {
-        uint16_t h;
-        memcpy(&h, src + 2 * (t + j), 2);
-        x = half_to_float(h);
-      } else {
-        memcpy(&x, src + 4 * (t + j), 4);
-      }
-      float y = (float)((double)x - c);
-      dst[t + j] = y;
-      s1[j] += y;
-      s2[j] += (double)y * y;
+    f32x8 x;
+    if (half) {
+      for (int j = 0; j < LANES; j++) x[j] = load_value(src, 1, t + j);
+    } else {
+      memcpy(&x, src + 4 * t, sizeof x);
     }
+    f32x8 y = __builtin_convertvector(__builtin_convertvector(x, f64x8) - c, f32x8);
+    memcpy(dst + t, &y, sizeof y);
+    f64x8 wide = __builtin_convertvector(y, f64x8);
+    s1 += wide;
+    s2 += wide * wide;
   }
   for (; t < tokens; t++) {
-    float x;
-    if (half) {
-      uint16_t h;
-      memcpy(&h, src + 2 * t, 2);
-      x = half_to_float(h);
-    } else {
-      memcpy(&x, src + 4 * t, 4);
-    }
-    float y = (float)((double)x - c);
+    float y = (float)((double)load_value(src, half, t) - c);
     dst[t] = y;
     s1[t % LANES] += y;
     s2[t % LANES] += (double)y * y;
@@ -80,18 +86,60 @@ static int64_t first_non_finite(const float* row, int64_t tokens) {
   return -1;
 }
 
-// Shifts `rows` rows whose bytes start at starts[i] (element size 2 or 4 bytes); returns the flat index
-// row·tokens + t of the first non-finite shifted value, or -1 when every value is finite. Stops at the first
-// bad row: the caller throws, and the destination is scratch.
+// Threads for the row loops (setThreads); rows are split into one contiguous range per thread.
+static int kernel_threads = 1;
+
+typedef struct {
+  const unsigned char* const* starts;
+  int half;
+  int64_t first, end, tokens;  // rows [first, end)
+  const double* shift;
+  float* dst;
+  double *sum, *sum_sq;
+  int64_t bad;  // flat index of the first non-finite shifted value in this range, or -1
+} ShiftJob;
+
+static void* shift_range(void* arg) {
+  ShiftJob* job = arg;
+  job->bad = -1;
+  for (int64_t i = job->first; i < job->end; i++) {
+    float* out = job->dst + i * job->tokens;
+    shift_row(job->starts[i], job->half, job->tokens, job->shift[i], out, job->sum + i, job->sum_sq + i);
+    if (!isfinite(job->sum[i]) || !isfinite(job->sum_sq[i])) {
+      int64_t t = first_non_finite(out, job->tokens);
+      job->bad = i * job->tokens + (t < 0 ? 0 : t);
+      return NULL;
+    }
+  }
+  return NULL;
+}
+
+// Shifts `rows` rows whose bytes start at starts[i] (element size 2 or 4 bytes), on up to kernel_threads threads;
+// returns the flat index row·tokens + t of the first non-finite shifted value, or -1 when every value is finite.
+// A range stops at its first bad row: the caller throws, and the destination is scratch.
 static int64_t shift_rows(const unsigned char* const* starts, int half, int64_t rows, int64_t tokens, const double* shift,
                           float* dst, double* sum, double* sum_sq) {
-  for (int64_t i = 0; i < rows; i++) {
-    float* out = dst + i * tokens;
-    shift_row(starts[i], half, tokens, shift[i], out, sum + i, sum_sq + i);
-    if (!isfinite(sum[i]) || !isfinite(sum_sq[i])) {
-      int64_t t = first_non_finite(out, tokens);
-      return i * tokens + (t < 0 ? 0 : t);
-    }
+  enum { MAX_THREADS = 64, MIN_VALUES_PER_THREAD = 1 << 18 };
+  int64_t threads = kernel_threads;
+  if (threads > rows) threads = rows;
+  if (threads > rows * tokens / MIN_VALUES_PER_THREAD) threads = rows * tokens / MIN_VALUES_PER_THREAD;
+  if (threads < 1) threads = 1;
+  if (threads > MAX_THREADS) threads = MAX_THREADS;
+  ShiftJob jobs[MAX_THREADS];
+  pthread_t ids[MAX_THREADS];
+  int started[MAX_THREADS] = {0};
+  for (int64_t k = 0; k < threads; k++) {
+    jobs[k] = (ShiftJob){starts, half, rows * k / threads, rows * (k + 1) / threads, tokens, shift, dst, sum, sum_sq, -1};
+    // Job 0 runs on the calling thread; a thread that cannot be started runs its job here too.
+    if (k > 0) started[k] = pthread_create(&ids[k], NULL, shift_range, &jobs[k]) == 0;
+  }
+  shift_range(&jobs[0]);
+  for (int64_t k = 1; k < threads; k++) {
+    if (started[k]) pthread_join(ids[k], NULL);
+    else shift_range(&jobs[k]);
+  }
+  for (int64_t k = 0; k < threads; k++) {
+    if (jobs[k].bad >= 0) return jobs[k].bad;  // ranges are in row order: the first bad one is the earliest
   }
   return -1;
 }
@@ -192,7 +240,21 @@ static napi_value ShiftBlobs(napi_env env, napi_callback_info info) {
   return result_index(env, bad);
 }
 
+// setThreads(n): threads for later calls (process-wide).
+static napi_value SetThreads(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  int64_t threads;
+  if (!get_args(env, info, 1, argv, "setThreads(threads)") || !int_arg(env, argv[0], "threads", &threads)) return NULL;
+  if (threads < 1) {
+    range_error(env, "kernels: threads must be at least 1");
+    return NULL;
+  }
+  kernel_threads = (int)(threads < 64 ? threads : 64);
+  return NULL;
+}
+
 napi_status register_correlate(napi_env env, napi_value exports) {
   napi_status s = define_function(env, exports, "shiftRows", ShiftRows);
-  return s == napi_ok ? define_function(env, exports, "shiftBlobs", ShiftBlobs) : s;
+  if (s == napi_ok) s = define_function(env, exports, "shiftBlobs", ShiftBlobs);
+  return s == napi_ok ? define_function(env, exports, "setThreads", SetThreads) : s;
 }

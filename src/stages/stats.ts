@@ -19,6 +19,7 @@ import { activationPath, shardName, shardStatsPath } from './extract/index.js'
 import { streamStatsPath, streamWithinPath } from './extract/stream.js'
 import { readShardStats } from './extract/shard-stats.js'
 import { planStats } from './stage-plans.js'
+import { kernels } from '../stats/kernels.js'
 
 interface SeedStatsUnit extends Unit {
   seed: string
@@ -70,6 +71,7 @@ async function withinLayerState(u: SeedStatsUnit, ctx: StageContext<unknown>): P
     return state
   }
   const { gemm } = loadFastGemm(ctx.execution.threads)
+  kernels.setThreads(ctx.execution.threads)
   let within: WithinLayerMoments | undefined
   let rows: Awaited<ReturnType<typeof readActivationRows>> | undefined
   for (const file of u.within.shards) {

@@ -97,4 +97,25 @@ describe.runIf(native)('native and JavaScript kernels agree bit for bit', () => 
     }
     expect(out(native!)).toEqual(out(jsKernels))
   })
+
+  it('whatever the thread count, and the first bad value is found across threads', () => {
+    const rows = 96, tokens = 20_000 // enough values for several threads
+    const src = randomRows(rows, tokens, 5)
+    src[70 * tokens + 3] = -Infinity
+    src[90 * tokens + 9] = NaN
+    const shift = new Float64Array(rows).fill(1000)
+    const run = (k: Kernels, threads: number, values: Float32Array) => {
+      k.setThreads(threads)
+      const o = { dst: new Float32Array(rows * tokens), sum: new Float64Array(rows), sumSq: new Float64Array(rows) }
+      const bad = k.shiftRows(values, rows, tokens, shift, o.dst, o.sum, o.sumSq)
+      return { bad, o }
+    }
+    const clean = src.map((x) => (Number.isFinite(x) ? x : 1000))
+    const reference = run(jsKernels, 1, clean)
+    for (const threads of [1, 2, 3, 8]) {
+      expect(run(native!, threads, clean)).toEqual(reference)
+      expect(run(native!, threads, src).bad).toBe(70 * tokens + 3)
+    }
+    native!.setThreads(1)
+  })
 })

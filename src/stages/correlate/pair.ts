@@ -15,6 +15,7 @@ import type { CorrelateParams, PairUnit } from './index.js'
 import { writePairOutput } from './pair-output.js'
 import { crossSums, layerBlocks, mergePairResults, type ModelLayout, pairResults, type PairResults, rotatedLayers, rotationKind, rotationSeed } from './pair-sums.js'
 import { restorePairResults, serializePairResults, type SerializedPairResults } from './pair-results-state.js'
+import { kernels } from '../../stats/kernels.js'
 
 /** Where the pass stood: the open block's sums (absent at a block boundary) and the finished blocks' results. */
 interface Checkpoint {
@@ -27,6 +28,7 @@ interface Checkpoint {
 export async function correlatePair(u: Extract<PairUnit, { mode: 'stored' }>, ctx: StageContext<CorrelateParams>): Promise<void> {
   const params = ctx.params.correlate
   const { gemm } = loadFastGemm(ctx.execution.threads)
+  kernels.setThreads(ctx.execution.threads)
   const shardPath = (seed: string, shard: number) => ctx.upstream.path(activationPath(seed, shard))
   const infos = await Promise.all(u.shards.map(async (s) => [await readActivationShardInfo(shardPath(u.a, s)), await readActivationShardInfo(shardPath(u.b, s))] as const))
   infos.forEach(([a, b], i) => checkAligned(a, b, u, u.shards[i]))

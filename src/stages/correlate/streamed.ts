@@ -9,10 +9,12 @@ import type { CorrelateParams, PairUnit } from './index.js'
 import { rotatedPair, rotationRecord, seedWithin } from './pair.js'
 import { writePairOutput } from './pair-output.js'
 import { pairResults } from './pair-sums.js'
+import { kernels } from '../../stats/kernels.js'
 
 export async function finishStreamedPair(u: PairUnit, ctx: StageContext<CorrelateParams>): Promise<void> {
   const params = ctx.params.correlate
   const { gemm } = loadFastGemm(ctx.execution.threads)
+  kernels.setThreads(ctx.execution.threads)
   const read = <T,>(relative: string): T => {
     const state = readStateFile<T>(ctx.upstream.path(relative))
     if (!state) throw new Error(`correlate ${u.id}: ${relative} is missing`)
