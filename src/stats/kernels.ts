@@ -6,6 +6,8 @@ import { existsSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { fileURLToPath } from 'node:url'
 import { decodeF16 } from '../io/safetensors-dtypes.js'
+import { HISTOGRAM_BINS, histogramBin } from './histogram.js'
+import { heapFloor, offerTop, type TopHeaps } from './top-heap.js'
 
 export interface Kernels {
   readonly name: 'native' | 'js'
@@ -17,6 +19,27 @@ export interface Kernels {
   shiftRows(src: Float32Array, rows: number, tokens: number, shift: Float64Array, dst: Float32Array, sum: Float64Array, sumSq: Float64Array): number
   /** The same, row i being the little-endian float32 (4) or float16 (2) blob at byte offsets[i] of `bytes`. */
   shiftBlobs(bytes: Uint8Array, offsets: Float64Array, bytesPerValue: 2 | 4, tokens: number, shift: Float64Array, dst: Float32Array, sum: Float64Array, sumSq: Float64Array): number
+
+  // Extract's kernels read a token-major chunk [tokens, width] (`chunk[t·width + j]`: value of neuron j at token t),
+  // only at tokens t with valid[t] = 1 (every token when valid is undefined). Each adds into its outputs.
+  /**
+   * Pass 1 of the moments (moments.ts), per neuron j over the finite values x in token order: count[j] += 1,
+   * sum[j] += x, positive[j] += (x > 0), histogram[j·HISTOGRAM_BINS + histogramBin(x)] += 1; per non-finite value
+   * only nonFinite[j] += 1.
+   */
+  momentSums(chunk: Float32Array, tokens: number, width: number, valid: Uint8Array | undefined, count: Float64Array, sum: Float64Array, positive: Float64Array, nonFinite: Float64Array, histogram: Float64Array): void
+  /** Pass 2, over the same finite values in token order with d = x − mean[j]: s1[j] += d, s2[j] += d², s3[j] += d²·d, s4[j] += d²·d². */
+  powerSums(chunk: Float32Array, tokens: number, width: number, valid: Uint8Array | undefined, mean: Float64Array, s1: Float64Array, s2: Float64Array, s3: Float64Array, s4: Float64Array): void
+  /**
+   * Offer every value, in token order, to the heap of neuron neuronOffset + j (top-heap.ts `offerTop`); token t
+   * is row firstRow + ⌊t / nPos⌋, position t mod nPos.
+   */
+  topK(chunk: Float32Array, tokens: number, width: number, valid: Uint8Array | undefined, firstRow: number, nPos: number, neuronOffset: number, heaps: TopHeaps): void
+  /**
+   * Copy the i-th valid token's values into column `column + i` of the neuron-major rows of out [width, outTokens]:
+   * out[j·outTokens + column + i] = chunk[t·width + j]. Returns the column after the last one written.
+   */
+  scatterNeuronMajor(chunk: Float32Array, tokens: number, width: number, valid: Uint8Array | undefined, out: Float32Array, outTokens: number, column: number): number
 }
 
 // The fixed summation order both implementations share: eight lanes (lane = token mod 8), combined pairwise.
@@ -65,6 +88,91 @@ export const jsKernels: Kernels = {
     }
     return -1
   },
+  momentSums(chunk, tokens, width, valid, count, sum, positive, nonFinite, histogram) {
+    checkChunk(chunk, tokens, width, valid, { count, sum, positive, nonFinite }, width)
+    checkChunk(chunk, tokens, width, valid, { histogram }, width * HISTOGRAM_BINS)
+    for (let t = 0; t < tokens; t++) {
+      if (valid && !valid[t]) continue
+      const row = t * width
+      for (let j = 0; j < width; j++) {
+        const x = chunk[row + j]
+        if (x - x !== 0) {
+          nonFinite[j]++
+          continue
+        }
+        count[j]++
+        sum[j] += x
+        if (x > 0) positive[j]++
+        histogram[j * HISTOGRAM_BINS + histogramBin(x)]++
+      }
+    }
+  },
+  powerSums(chunk, tokens, width, valid, mean, s1, s2, s3, s4) {
+    checkChunk(chunk, tokens, width, valid, { mean, s1, s2, s3, s4 }, width)
+    for (let t = 0; t < tokens; t++) {
+      if (valid && !valid[t]) continue
+      const row = t * width
+      for (let j = 0; j < width; j++) {
+        const x = chunk[row + j]
+        if (x - x !== 0) continue
+        const d = x - mean[j]
+        const d2 = d * d
+        s1[j] += d
+        s2[j] += d2
+        s3[j] += d2 * d
+        s4[j] += d2 * d2
+      }
+    }
+  },
+  topK(chunk, tokens, width, valid, firstRow, nPos, neuronOffset, heaps) {
+    const k = heaps.k, neurons = neuronOffset + width
+    checkChunk(chunk, tokens, width, valid, { size: heaps.size }, neurons)
+    checkChunk(chunk, tokens, width, valid, { value: heaps.value, row: heaps.row, pos: heaps.pos }, neurons * k)
+    if (!(nPos >= 1 && k >= 1)) throw new RangeError('kernels: nPos and heap k must be positive')
+    // The weakest kept value per neuron: most values fail this one comparison.
+    const floor = new Float64Array(width)
+    for (let j = 0; j < width; j++) floor[j] = heapFloor(heaps, neuronOffset + j)
+    for (let t = 0; t < tokens; t++) {
+      if (valid && !valid[t]) continue
+      const base = t * width
+      for (let j = 0; j < width; j++) {
+        const x = chunk[base + j]
+        if (!(x >= floor[j])) continue // also skips NaN
+        const g = neuronOffset + j
+        offerTop(heaps, g, x, firstRow + Math.floor(t / nPos), t % nPos)
+        floor[j] = heapFloor(heaps, g)
+      }
+    }
+  },
+  scatterNeuronMajor(chunk, tokens, width, valid, out, outTokens, column) {
+    checkChunk(chunk, tokens, width, valid, {}, 0)
+    const end = column + (valid ? countOnes(valid, tokens) : tokens)
+    if (end > outTokens || out.length < width * outTokens) {
+      throw new RangeError(`kernels: ${end - column} valid tokens from column ${column} do not fit ${out.length} values of rows of ${outTokens}`)
+    }
+    for (let t = 0; t < tokens; t++) {
+      if (valid && !valid[t]) continue
+      const from = t * width
+      for (let j = 0; j < width; j++) out[j * outTokens + column] = chunk[from + j]
+      column++
+    }
+    return column
+  },
+}
+
+// The argument checks of native/kernels/extract.c, so both implementations refuse the same calls.
+function checkChunk(chunk: Float32Array, tokens: number, width: number, valid: Uint8Array | undefined, outputs: Record<string, ArrayLike<number>>, need: number): void {
+  if (chunk.length < tokens * width) throw new RangeError(`kernels: chunk has ${chunk.length} values, need ${tokens} × ${width}`)
+  if (valid && valid.length < tokens) throw new RangeError(`kernels: valid has ${valid.length} entries, need ${tokens}`)
+  for (const [name, output] of Object.entries(outputs)) {
+    if (output.length < need) throw new RangeError(`kernels: ${name} has ${output.length} values, need ${need}`)
+  }
+}
+
+function countOnes(valid: Uint8Array, tokens: number): number {
+  let n = 0
+  for (let t = 0; t < tokens; t++) if (valid[t]) n++
+  return n
 }
 
 function checkShift(srcLength: number, rows: number, tokens: number, shift: Float64Array, dst: Float32Array, sum: Float64Array, sumSq: Float64Array): void {
@@ -80,7 +188,8 @@ const ADDON = fileURLToPath(new URL('../../native/kernels/build/Release/kernels.
 export function loadNativeKernels(): Kernels | undefined {
   if (!existsSync(ADDON)) return undefined
   const addon = createRequire(import.meta.url)(ADDON) as Omit<Kernels, 'name'>
-  return { name: 'native', shiftRows: addon.shiftRows, shiftBlobs: addon.shiftBlobs }
+  const { shiftRows, shiftBlobs, momentSums, powerSums, topK, scatterNeuronMajor } = addon
+  return { name: 'native', shiftRows, shiftBlobs, momentSums, powerSums, topK, scatterNeuronMajor }
 }
 
 /** What the pipeline uses: the C kernels when built, else the JavaScript ones (SEEDSCOPE_KERNELS=js forces them). */

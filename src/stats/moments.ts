@@ -5,22 +5,12 @@
 //
 // Chunks arrive token-major, [tokens, width], as the model emits `blocks.{l}.mlp.hook_pre` flattened to
 // [batch·pos, d_mlp], with an optional valid-position mask (SPEC §2). A chunk may cover a slice of the neurons
-// (`neuronOffset`), so one accumulator can hold every layer of a model.
+// (`neuronOffset`), so one accumulator can hold every layer of a model. The passes over a chunk's values run in
+// the kernels (kernels.ts: C when built, else JavaScript, with the same results).
+import { HISTOGRAM_BINS, HISTOGRAM_EDGES } from './histogram.js'
+import { kernels } from './kernels.js'
 
-/** The study's bin edges: torch.linspace(−10, 15, 256), here in float64. */
-export const HISTOGRAM_EDGES: Float64Array = linspace(-10, 15, 256)
-
-/**
- * Counts per neuron: one more than the edges, as the study's `searchsorted` gives. Bin 0 holds x ≤ −10 (the
- * underflow), bin i (1…255) holds edges[i−1] < x ≤ edges[i], bin 256 holds x > 15 (the overflow). So values
- * outside [−10, 15] land in the end bins, as in the study, and those bins are also the under/overflow counts.
- */
-export const HISTOGRAM_BINS = HISTOGRAM_EDGES.length + 1
-
-const LAST_EDGE = HISTOGRAM_EDGES.length - 1
-const EDGE_LO = HISTOGRAM_EDGES[0]
-const EDGE_HI = HISTOGRAM_EDGES[LAST_EDGE]
-const EDGES_PER_UNIT = LAST_EDGE / (EDGE_HI - EDGE_LO)
+export { HISTOGRAM_BINS, HISTOGRAM_EDGES, histogramBin } from './histogram.js'
 
 /** Everything needed to resume or merge an accumulator; plain typed arrays, so it can be checkpointed as is. */
 export interface MomentsState {
@@ -50,9 +40,14 @@ export interface MomentsSummary {
 export class NeuronMoments {
   readonly nNeurons: number
   private readonly s: MomentsState
+  private readonly scratch: ChunkSums
 
   constructor(nNeurons: number) {
     this.nNeurons = nNeurons
+    this.scratch = {
+      count: new Float64Array(nNeurons), mean: new Float64Array(nNeurons), s1: new Float64Array(nNeurons),
+      s2: new Float64Array(nNeurons), s3: new Float64Array(nNeurons), s4: new Float64Array(nNeurons),
+    }
     this.s = {
       nNeurons,
       count: new Float64Array(nNeurons),
@@ -90,16 +85,7 @@ export class NeuronMoments {
     const { valid, neuronOffset = 0 } = options
     const width = chunkWidth('moments', chunk.length, tokens, valid, neuronOffset, this.nNeurons)
     if (width === 0) return
-    const part = chunkMoments(chunk, tokens, width, valid)
-    const s = this.s
-    for (let j = 0; j < width; j++) {
-      const g = neuronOffset + j
-      mergeOne(s, g, part.count[j], part.mean[j], part.m2[j], part.m3[j], part.m4[j])
-      s.positive[g] += part.positive[j]
-      s.nonFinite[g] += part.nonFinite[j]
-    }
-    const bins = s.histogram.subarray(neuronOffset * HISTOGRAM_BINS, (neuronOffset + width) * HISTOGRAM_BINS)
-    addArrays(bins, part.histogram)
+    addChunk(this.s, chunk, tokens, width, valid, neuronOffset, this.scratch)
   }
 
   /** Merge another shard's statistics (same neurons, disjoint tokens): exact, not an average of averages. */
@@ -193,19 +179,6 @@ export function binnedMoments(histogram: Float64Array, nNeurons: number): Omit<M
   return out
 }
 
-/** Histogram bin of a finite value: the number of edges strictly below it (numpy/torch searchsorted, left). */
-export function histogramBin(x: number): number {
-  if (x <= EDGE_LO) return 0
-  if (x > EDGE_HI) return HISTOGRAM_BINS - 1
-  // The arithmetic estimate can be one off only for x within rounding of an edge: one step corrects it.
-  let i = Math.ceil((x - EDGE_LO) * EDGES_PER_UNIT)
-  if (i < 1) i = 1
-  else if (i > LAST_EDGE) i = LAST_EDGE
-  if (x <= HISTOGRAM_EDGES[i - 1]) i--
-  else if (x > HISTOGRAM_EDGES[i]) i++
-  return i
-}
-
 /**
  * Pébay's pairwise update (Pébay, Sandia report SAND2008-6212): fold (nB, μB, M2B, M3B, M4B) into neuron g.
  * Exact in exact arithmetic for any split of the tokens; the higher moments are updated before the lower
@@ -230,61 +203,36 @@ function mergeOne(s: MomentsState, g: number, nB: number, meanB: number, m2B: nu
   s.count[g] = n
 }
 
-interface ChunkMoments {
-  count: Float64Array; mean: Float64Array; m2: Float64Array; m3: Float64Array; m4: Float64Array
-  positive: Float64Array; nonFinite: Float64Array; histogram: Float64Array
+// A chunk's per-neuron sums, reused from chunk to chunk: a chunk covers at most every neuron.
+interface ChunkSums {
+  count: Float64Array; mean: Float64Array; s1: Float64Array; s2: Float64Array; s3: Float64Array; s4: Float64Array
 }
 
-// A chunk's exact moments: pass 1 sums (and bins, and counts), pass 2 takes power sums around the pass-1 mean c,
-// then shifts them to the exact mean μ = c + e, e = Σ(x−c)/n (the "corrected two-pass" algorithm, extended to
-// the third and fourth moments by the binomial expansion).
-function chunkMoments(chunk: Float32Array, tokens: number, width: number, valid: Uint8Array | undefined): ChunkMoments {
-  const count = new Float64Array(width), sum = new Float64Array(width), positive = new Float64Array(width)
-  const nonFinite = new Float64Array(width), histogram = new Float64Array(width * HISTOGRAM_BINS)
-  for (let t = 0; t < tokens; t++) {
-    if (valid && !valid[t]) continue
-    const row = t * width
-    for (let j = 0; j < width; j++) {
-      const x = chunk[row + j]
-      if (x - x !== 0) {
-        nonFinite[j]++
-        continue
-      }
-      count[j]++
-      sum[j] += x
-      if (x > 0) positive[j]++
-      histogram[j * HISTOGRAM_BINS + histogramBin(x)]++
-    }
-  }
-  const mean = new Float64Array(width)
-  for (let j = 0; j < width; j++) mean[j] = count[j] > 0 ? sum[j] / count[j] : 0
-  const s1 = new Float64Array(width), s2 = new Float64Array(width)
-  const s3 = new Float64Array(width), s4 = new Float64Array(width)
-  for (let t = 0; t < tokens; t++) {
-    if (valid && !valid[t]) continue
-    const row = t * width
-    for (let j = 0; j < width; j++) {
-      const x = chunk[row + j]
-      if (x - x !== 0) continue
-      const d = x - mean[j]
-      const d2 = d * d
-      s1[j] += d
-      s2[j] += d2
-      s3[j] += d2 * d
-      s4[j] += d2 * d2
-    }
-  }
-  const m2 = new Float64Array(width), m3 = new Float64Array(width), m4 = new Float64Array(width)
+// Adds a chunk covering neurons [offset, offset + width) with its exact moments: pass 1 sums (and bins, and
+// counts), pass 2 takes power sums around the pass-1 mean c, then shifts them to the exact mean μ = c + e,
+// e = Σ(x−c)/n (the "corrected two-pass" algorithm, extended to the third and fourth moments by the binomial
+// expansion), and Pébay's update merges them in. The positive, non-finite and histogram counts go straight into
+// the state: they are integers, exact in float64 whether added per chunk or per value.
+function addChunk(
+  s: MomentsState, chunk: Float32Array, tokens: number, width: number, valid: Uint8Array | undefined, offset: number, scratch: ChunkSums,
+): void {
+  const { count, mean, s1, s2, s3, s4 } = scratch
+  for (const sums of [count, mean, s1, s2, s3, s4]) sums.fill(0, 0, width)
+  const positive = s.positive.subarray(offset, offset + width)
+  const nonFinite = s.nonFinite.subarray(offset, offset + width)
+  const histogram = s.histogram.subarray(offset * HISTOGRAM_BINS, (offset + width) * HISTOGRAM_BINS)
+  kernels.momentSums(chunk, tokens, width, valid, count, mean, positive, nonFinite, histogram) // mean holds Σx
+  for (let j = 0; j < width; j++) mean[j] = count[j] > 0 ? mean[j] / count[j] : 0
+  kernels.powerSums(chunk, tokens, width, valid, mean, s1, s2, s3, s4)
   for (let j = 0; j < width; j++) {
     const n = count[j]
     if (n === 0) continue
     const e = s1[j] / n
-    mean[j] += e
-    m2[j] = s2[j] - n * e * e
-    m3[j] = s3[j] - 3 * e * s2[j] + 2 * n * e * e * e
-    m4[j] = s4[j] - 4 * e * s3[j] + 6 * e * e * s2[j] - 3 * n * e * e * e * e
+    const m2 = s2[j] - n * e * e
+    const m3 = s3[j] - 3 * e * s2[j] + 2 * n * e * e * e
+    const m4 = s4[j] - 4 * e * s3[j] + 6 * e * e * s2[j] - 3 * n * e * e * e * e
+    mergeOne(s, offset + j, n, mean[j] + e, m2, m3, m4)
   }
-  return { count, mean, m2, m3, m4, positive, nonFinite, histogram }
 }
 
 /** Validate a token-major chunk against its accumulator and return its width (neurons per token). */
@@ -308,10 +256,4 @@ export function chunkWidth(
 
 function addArrays(into: Float64Array, from: Float64Array): void {
   for (let i = 0; i < into.length; i++) into[i] += from[i]
-}
-
-function linspace(lo: number, hi: number, n: number): Float64Array {
-  const out = new Float64Array(n)
-  for (let i = 0; i < n; i++) out[i] = lo + ((hi - lo) * i) / (n - 1)
-  return out
 }

@@ -3,6 +3,7 @@
 // statistics (float64 moments and histogram of hook_pre, top-k of the site).
 import { site } from '../../model/sites.js'
 import type { OutputTensor } from '../../model/runtime.js'
+import { kernels } from '../../stats/kernels.js'
 import { NeuronMoments } from '../../stats/moments.js'
 import { TopActivations } from '../../stats/top-activations.js'
 
@@ -58,12 +59,7 @@ export function scatterNeuronMajor(
   bufferTokens: number,
   column: number,
 ): void {
-  for (let t = 0; t < valid.length; t++) {
-    if (!valid[t]) continue
-    const from = t * dMlp
-    for (let j = 0; j < dMlp; j++) out[(neuronOffset + j) * bufferTokens + column] = chunk[from + j]
-    column++
-  }
+  kernels.scatterNeuronMajor(chunk, valid.length, dMlp, valid, out.subarray(neuronOffset * bufferTokens), bufferTokens, column)
 }
 
 /** Token ids of rows as one int64 batch [rows, positions]. */

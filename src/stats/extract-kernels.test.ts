@@ -1,0 +1,171 @@
+// Extract's kernels (kernels.ts, native/kernels/extract.c): each backend against brute force, then native against
+// JavaScript bit for bit.
+import { describe, expect, it } from 'vitest'
+import { HISTOGRAM_BINS, HISTOGRAM_EDGES } from './histogram.js'
+import { jsKernels, loadNativeKernels, type Kernels } from './kernels.js'
+import { seededRandom } from './rotation.js'
+import type { TopHeaps } from './top-heap.js'
+
+const native = loadNativeKernels()
+const backends: Kernels[] = native ? [jsKernels, native] : [jsKernels]
+
+/** x rounded to float32, and its two float32 neighbours (by bit pattern: one each side). */
+function float32Steps(x: number): number[] {
+  const f = new Float32Array([x]), bits = new Int32Array(f.buffer)
+  const at = f[0], pattern = bits[0]
+  return [at, ...[-1, 1].map((d) => ((bits[0] = pattern + d), f[0]))]
+}
+
+/**
+ * A token-major chunk [tokens, width] with every hard value: each edge of the histogram and its float32 neighbours,
+ * both ends and beyond, ±0, NaN, ±Infinity, among random values on [−12, 17).
+ */
+function hardChunk(tokens: number, width: number, seed: number): Float32Array {
+  const random = seededRandom(seed, 0)
+  const hard = [...Array.from(HISTOGRAM_EDGES).flatMap(float32Steps), -0, 0, -1e30, 1e30, NaN, Infinity, -Infinity]
+  return Float32Array.from({ length: tokens * width }, (_, i) => (i % 3 === 0 ? hard[(i / 3) % hard.length] : random() * 29 - 12))
+}
+
+function validMask(tokens: number, seed: number): Uint8Array {
+  const random = seededRandom(seed, 1)
+  return Uint8Array.from({ length: tokens }, () => (random() < 0.8 ? 1 : 0))
+}
+
+/** Values of neuron j at the tokens that count (valid and finite), in token order. */
+function finiteValues(chunk: Float32Array, tokens: number, width: number, j: number, valid: Uint8Array | undefined): number[] {
+  const out: number[] = []
+  for (let t = 0; t < tokens; t++) if ((!valid || valid[t]) && Number.isFinite(chunk[t * width + j])) out.push(chunk[t * width + j])
+  return out
+}
+
+const filled = (n: number, value: number) => new Float64Array(n).fill(value)
+
+/** The bytes of every typed array in a record, in key order: equal bytes are bit-identical results. */
+function bytesOf(arrays: Record<string, ArrayBufferView>): Buffer {
+  return Buffer.concat(Object.keys(arrays).sort().map((key) => Buffer.from(arrays[key].buffer, arrays[key].byteOffset, arrays[key].byteLength)))
+}
+
+describe.each(backends.map((k) => [k.name, k] as const))('%s kernels: extract', (_name, k) => {
+  const tokens = 301, width = 37 // neither a multiple of the vector width
+  const chunk = hardChunk(tokens, width, 1)
+  const valid = validMask(tokens, 2)
+
+  it('momentSums adds counts, Σx in token order, positives and searchsorted bins (brute force)', () => {
+    for (const mask of [valid, undefined]) {
+      const count = filled(width, 1), sum = filled(width, 0.5), positive = filled(width, 2), nonFinite = filled(width, 3)
+      const histogram = filled(width * HISTOGRAM_BINS, 1)
+      k.momentSums(chunk, tokens, width, mask, count, sum, positive, nonFinite, histogram)
+      for (let j = 0; j < width; j++) {
+        const values = finiteValues(chunk, tokens, width, j, mask)
+        let all = 0
+        for (let t = 0; t < tokens; t++) all += !mask || mask[t] ? 1 : 0
+        expect(count[j]).toBe(1 + values.length)
+        expect(sum[j]).toBe(values.reduce((s, x) => s + x, 0.5))
+        expect(positive[j]).toBe(2 + values.filter((x) => x > 0).length)
+        expect(nonFinite[j]).toBe(3 + all - values.length)
+        const expected = filled(HISTOGRAM_BINS, 1)
+        for (const x of values) expected[HISTOGRAM_EDGES.filter((edge) => edge < x).length]++
+        expect(histogram.subarray(j * HISTOGRAM_BINS, (j + 1) * HISTOGRAM_BINS)).toEqual(expected)
+      }
+    }
+  })
+
+  it('powerSums adds Σd, Σd², Σd³, Σd⁴ around the given means in token order (brute force)', () => {
+    const mean = Float64Array.from({ length: width }, (_, j) => j / 7 - 2)
+    const s = [filled(width, 0), filled(width, 0), filled(width, 0), filled(width, 1)]
+    k.powerSums(chunk, tokens, width, valid, mean, s[0], s[1], s[2], s[3])
+    for (let j = 0; j < width; j++) {
+      const expected = [0, 0, 0, 1]
+      for (const x of finiteValues(chunk, tokens, width, j, valid)) {
+        const d = x - mean[j]
+        expected[0] += d
+        expected[1] += d * d
+        expected[2] += d * d * d
+        expected[3] += d * d * (d * d)
+      }
+      expect(s.map((sums) => sums[j])).toEqual(expected)
+    }
+  })
+
+  it('topK keeps each neuron\'s k strongest (value, then earlier row and position) across chunks (brute force)', () => {
+    const nPos = 16, k5 = 5, offset = 3, neurons = offset + width
+    const random = seededRandom(3, 0)
+    const tied = Float32Array.from({ length: tokens * width }, (_, i) => (i % 11 === 0 ? NaN : Math.floor(random() * 6) - 2))
+    const heaps: TopHeaps = { k: k5, size: new Int32Array(neurons), value: new Float64Array(neurons * k5), row: new Int32Array(neurons * k5), pos: new Int32Array(neurons * k5) }
+    const split = 10 * nPos // two chunks: rows 100… and 110…
+    k.topK(tied.subarray(0, split * width), split, width, valid.subarray(0, split), 100, nPos, offset, heaps)
+    k.topK(tied.subarray(split * width), tokens - split, width, valid.subarray(split), 110, nPos, offset, heaps)
+    expect(Array.from(heaps.size.subarray(0, offset))).toEqual([0, 0, 0])
+    for (let j = 0; j < width; j++) {
+      const all: [number, number, number][] = []
+      for (let t = 0; t < tokens; t++) {
+        if (valid[t] && Number.isFinite(tied[t * width + j])) all.push([tied[t * width + j], 100 + Math.floor(t / nPos), t % nPos])
+      }
+      all.sort((x, y) => y[0] - x[0] || x[1] - y[1] || x[2] - y[2])
+      const g = offset + j
+      const kept: [number, number, number][] = []
+      for (let e = 0; e < heaps.size[g]; e++) kept.push([heaps.value[g * k5 + e], heaps.row[g * k5 + e], heaps.pos[g * k5 + e]])
+      kept.sort((x, y) => y[0] - x[0] || x[1] - y[1] || x[2] - y[2])
+      expect(kept).toEqual(all.slice(0, k5))
+    }
+  })
+
+  it('scatterNeuronMajor copies the valid tokens into consecutive columns of neuron-major rows (brute force)', () => {
+    const outTokens = 500, column = 7
+    const out = new Float32Array(width * outTokens).fill(-1)
+    const end = k.scatterNeuronMajor(chunk, tokens, width, valid, out, outTokens, column)
+    const expected = new Float32Array(width * outTokens).fill(-1)
+    let c = column
+    for (let t = 0; t < tokens; t++) {
+      if (!valid[t]) continue
+      for (let j = 0; j < width; j++) expected[j * outTokens + c] = chunk[t * width + j]
+      c++
+    }
+    expect(end).toBe(c)
+    expect(out).toEqual(expected)
+  })
+
+  it('refuses arrays too short for the chunk', () => {
+    const short = new Float64Array(width - 1), ok = () => new Float64Array(width)
+    expect(() => k.momentSums(chunk, tokens, width, valid, ok(), ok(), ok(), ok(), new Float64Array(width * HISTOGRAM_BINS - 1))).toThrow(RangeError)
+    expect(() => k.powerSums(chunk, tokens, width, valid, ok(), ok(), short, ok(), ok())).toThrow(RangeError)
+    expect(() => k.powerSums(chunk, tokens + 1, width, undefined, ok(), ok(), ok(), ok(), ok())).toThrow(RangeError)
+    expect(() => k.momentSums(chunk, tokens, width, valid.subarray(1), ok(), ok(), ok(), ok(), new Float64Array(width * HISTOGRAM_BINS))).toThrow(RangeError)
+    expect(() => k.scatterNeuronMajor(chunk, tokens, width, undefined, new Float32Array(width * tokens), tokens, 1)).toThrow(RangeError)
+  })
+})
+
+describe.runIf(native)('native and JavaScript extract kernels agree bit for bit', () => {
+  const tokens = 2048, width = 203
+  const random = seededRandom(5, 0)
+  // Gaussian-like values with a large mean and rare non-finite ones, over two chunks.
+  const chunk = Float32Array.from({ length: tokens * width }, (_, i) => (i % 4099 === 0 ? NaN : 1000 + (random() + random() + random() - 1.5) * 8))
+  const hard = hardChunk(tokens, width, 6)
+  const valid = validMask(tokens, 7)
+
+  it('momentSums and powerSums', () => {
+    const out = (k: Kernels) => {
+      const o = { count: filled(width, 0), sum: filled(width, 0), positive: filled(width, 0), nonFinite: filled(width, 0), histogram: filled(width * HISTOGRAM_BINS, 0) }
+      for (const c of [chunk, hard]) k.momentSums(c, tokens, width, valid, o.count, o.sum, o.positive, o.nonFinite, o.histogram)
+      const mean = o.sum.map((s, j) => s / o.count[j])
+      const s = [filled(width, 0), filled(width, 0), filled(width, 0), filled(width, 0)]
+      for (const c of [chunk, hard]) k.powerSums(c, tokens, width, valid, mean, s[0], s[1], s[2], s[3])
+      return bytesOf({ ...o, s1: s[0], s2: s[1], s3: s[2], s4: s[3] })
+    }
+    expect(out(native!).equals(out(jsKernels))).toBe(true)
+  })
+
+  it('topK and scatterNeuronMajor', () => {
+    const out = (k: Kernels) => {
+      const n = 2 * width, top = 50
+      const heaps: TopHeaps = { k: top, size: new Int32Array(n), value: new Float64Array(n * top), row: new Int32Array(n * top), pos: new Int32Array(n * top) }
+      const acts = new Float32Array(n * tokens)
+      for (const [i, c] of [chunk, hard].entries()) {
+        k.topK(c, tokens, width, valid, 8 * i, 256, i * width, heaps)
+        k.scatterNeuronMajor(c, tokens, width, valid, acts.subarray(i * width * tokens), tokens, 0)
+      }
+      return bytesOf({ size: heaps.size, value: heaps.value, row: heaps.row, pos: heaps.pos, acts })
+    }
+    expect(out(native!).equals(out(jsKernels))).toBe(true)
+  })
+})
