@@ -308,6 +308,8 @@ function schemaOf(columns: readonly ColumnSpec[]): SchemaElement[] {
   return schema
 }
 
+const DIRECT_WRITE_BYTES = 64 << 10
+
 /** hyparquet-writer's byte buffer, emptied into a file descriptor after every row group. */
 class FileSink extends ByteWriter {
   readonly hash = createHash('sha256')
@@ -321,12 +323,24 @@ class FileSink extends ByteWriter {
   }
 
   flush(): void {
+    this.write(new Uint8Array(this.buffer, 0, this.index))
+    this.index = 0
+  }
+
+  // A large run of bytes (a data page) goes to the file as it is, after what is buffered: copying it into the
+  // buffer first would cost a pass over every activation byte, and grow the buffer to a row group's size.
+  override appendBytes(bytes: Uint8Array): void {
+    if (bytes.length < DIRECT_WRITE_BYTES) return super.appendBytes(bytes)
+    this.flush()
+    this.write(bytes)
+    this.offset += bytes.length
+  }
+
+  private write(bytes: Uint8Array): void {
     if (this.fd === undefined) throw new Error(`${this.path}: write after close`)
-    const bytes = new Uint8Array(this.buffer, 0, this.index)
     this.hash.update(bytes)
     let written = 0
     while (written < bytes.length) written += writeSync(this.fd, bytes, written, bytes.length - written)
-    this.index = 0
   }
 
   override finish(): void {
