@@ -33,14 +33,28 @@ static void init_edges(void) {
 
 static inline int is_finite(double x) { return x - x == 0; }  // as moments.ts tests it
 
-// histogramBin of moments.ts, for a finite x: the end bins by comparison, else the arithmetic estimate, one off at
-// most (only within rounding of an edge), corrected by one step down or up (never both: edges[i−1] < edges[i]).
-// Written as selects, not branches, so that a row of values vectorizes.
-static inline int32_t histogram_bin(double x) {
+// histogramBin of moments.ts, for a finite x, step for step: the end bins by comparison, else the arithmetic
+// estimate, one off at most (only within rounding of an edge), corrected by one step.
+static int32_t histogram_bin(double x) {
+  if (x <= EDGE_LO) return 0;
+  if (x > EDGE_HI) return BINS - 1;
+  int32_t i = (int32_t)ceil((x - EDGE_LO) * edges_per_unit);
+  if (i < 1) i = 1;
+  else if (i > EDGES - 1) i = EDGES - 1;
+  if (x <= edges[i - 1]) i--;
+  else if (x > edges[i]) i++;
+  return i;
+}
+
+// The same bin without a table lookup, so that a row of values vectorizes, or −1 where only histogram_bin can
+// tell. u = (x − lo)·255/25 in float64 is within 1e−13 of its exact value and every float64 edge within 1e−13 of
+// its exact value (in units of u); so when u is more than 1e−6 from an integer, x is not within rounding of an
+// edge, ceil(u) is the number of edges below x, and histogram_bin's correction would change nothing.
+static inline int32_t quick_bin(double x) {
   double inside = x > EDGE_LO ? (x < EDGE_HI ? x : EDGE_HI) : EDGE_LO;
-  double estimate = ceil((inside - EDGE_LO) * edges_per_unit);
-  int32_t i = (int32_t)(estimate < 1 ? 1 : estimate > EDGES - 1 ? EDGES - 1 : estimate);
-  i += (x > edges[i]) - (x <= edges[i - 1]);
+  double u = (inside - EDGE_LO) * edges_per_unit;
+  double estimate = ceil(u);
+  int32_t i = estimate - u < 1e-6 || u - (estimate - 1) < 1e-6 ? -1 : (int32_t)estimate;
   return x <= EDGE_LO ? 0 : x > EDGE_HI ? BINS - 1 : i;
 }
 
@@ -61,9 +75,9 @@ static void moment_sums(const float* chunk, int64_t tokens, int64_t width, const
       positive[j] += (x > 0) * finite;
       non_finite[j] += 1 - finite;
     }
-    for (int64_t j = 0; j < width; j++) bins[j] = histogram_bin(row[j]);
+    for (int64_t j = 0; j < width; j++) bins[j] = quick_bin(row[j]);
     for (int64_t j = 0; j < width; j++) {
-      if (is_finite(row[j])) histogram[j * BINS + bins[j]] += 1;
+      if (is_finite(row[j])) histogram[j * BINS + (bins[j] >= 0 ? bins[j] : histogram_bin(row[j]))] += 1;
     }
   }
 }
