@@ -6,7 +6,6 @@
 // Summation order is fixed (eight lanes, lane = token mod 8, combined pairwise) and is the same in the JavaScript
 // fallback (src/stats/kernels.ts), so both give bit-identical results.
 #include <math.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -86,9 +85,6 @@ static int64_t first_non_finite(const float* row, int64_t tokens) {
   return -1;
 }
 
-// Threads for the row loops (setThreads); rows are split into one contiguous range per thread.
-static int kernel_threads = 1;
-
 typedef struct {
   const unsigned char* const* starts;
   int half;
@@ -119,26 +115,14 @@ static void* shift_range(void* arg) {
 // A range stops at its first bad row: the caller throws, and the destination is scratch.
 static int64_t shift_rows(const unsigned char* const* starts, int half, int64_t rows, int64_t tokens, const double* shift,
                           float* dst, double* sum, double* sum_sq) {
-  enum { MAX_THREADS = 64, MIN_VALUES_PER_THREAD = 1 << 18 };
-  int64_t threads = kernel_threads;
-  if (threads > rows) threads = rows;
-  if (threads > rows * tokens / MIN_VALUES_PER_THREAD) threads = rows * tokens / MIN_VALUES_PER_THREAD;
-  if (threads < 1) threads = 1;
-  if (threads > MAX_THREADS) threads = MAX_THREADS;
+  int threads = threads_for(rows * tokens, 1 << 18);
+  if (threads > rows) threads = (int)rows;
   ShiftJob jobs[MAX_THREADS];
-  pthread_t ids[MAX_THREADS];
-  int started[MAX_THREADS] = {0};
-  for (int64_t k = 0; k < threads; k++) {
+  for (int k = 0; k < threads; k++) {
     jobs[k] = (ShiftJob){starts, half, rows * k / threads, rows * (k + 1) / threads, tokens, shift, dst, sum, sum_sq, -1};
-    // Job 0 runs on the calling thread; a thread that cannot be started runs its job here too.
-    if (k > 0) started[k] = pthread_create(&ids[k], NULL, shift_range, &jobs[k]) == 0;
   }
-  shift_range(&jobs[0]);
-  for (int64_t k = 1; k < threads; k++) {
-    if (started[k]) pthread_join(ids[k], NULL);
-    else shift_range(&jobs[k]);
-  }
-  for (int64_t k = 0; k < threads; k++) {
+  run_jobs(shift_range, jobs, sizeof jobs[0], threads);
+  for (int k = 0; k < threads; k++) {
     if (jobs[k].bad >= 0) return jobs[k].bad;  // ranges are in row order: the first bad one is the earliest
   }
   return -1;
@@ -240,21 +224,44 @@ static napi_value ShiftBlobs(napi_env env, napi_callback_info info) {
   return result_index(env, bad);
 }
 
-// setThreads(n): threads for later calls (process-wide).
-static napi_value SetThreads(napi_env env, napi_callback_info info) {
-  napi_value argv[1];
-  int64_t threads;
-  if (!get_args(env, info, 1, argv, "setThreads(threads)") || !int_arg(env, argv[0], "threads", &threads)) return NULL;
-  if (threads < 1) {
-    range_error(env, "kernels: threads must be at least 1");
+typedef struct {
+  double* into;
+  const float* from;
+  int64_t first, end;
+} AddJob;
+
+static void* add_range(void* arg) {
+  AddJob* job = arg;
+  for (int64_t i = job->first; i < job->end; i++) job->into[i] += job->from[i];
+  return NULL;
+}
+
+// addFloat32Into(into: Float64Array, from: Float32Array): into[i] += from[i] over into's length, on up to
+// kernel_threads threads (the chunk product into the float64 cross sums).
+static napi_value AddFloat32Into(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  double* into;
+  float* from;
+  size_t into_len, from_len;
+  if (!get_args(env, info, 2, argv, "addFloat32Into(into, from)") ||
+      !typed_arg(env, argv[0], napi_float64_array, "into", (void**)&into, &into_len) ||
+      !typed_arg(env, argv[1], napi_float32_array, "from", (void**)&from, &from_len)) {
     return NULL;
   }
-  kernel_threads = (int)(threads < 64 ? threads : 64);
+  if (from_len < into_len) {
+    range_error(env, "kernels: from has %zu values, into %zu", from_len, into_len);
+    return NULL;
+  }
+  int64_t n = (int64_t)into_len;
+  int threads = threads_for(n, 1 << 20);
+  AddJob jobs[MAX_THREADS];
+  for (int k = 0; k < threads; k++) jobs[k] = (AddJob){into, from, n * k / threads, n * (k + 1) / threads};
+  run_jobs(add_range, jobs, sizeof jobs[0], threads);
   return NULL;
 }
 
 napi_status register_correlate(napi_env env, napi_value exports) {
   napi_status s = define_function(env, exports, "shiftRows", ShiftRows);
   if (s == napi_ok) s = define_function(env, exports, "shiftBlobs", ShiftBlobs);
-  return s == napi_ok ? define_function(env, exports, "setThreads", SetThreads) : s;
+  return s == napi_ok ? define_function(env, exports, "addFloat32Into", AddFloat32Into) : s;
 }

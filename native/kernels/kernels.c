@@ -2,6 +2,7 @@
 // kernel files, and the module's entry point.
 #include "kernels.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 
@@ -58,7 +59,42 @@ napi_status define_function(napi_env env, napi_value exports, const char* name, 
   return s == napi_ok ? napi_set_named_property(env, exports, name, fn) : s;
 }
 
+int kernel_threads = 1;
+
+int threads_for(int64_t work, int64_t min_per_thread) {
+  int64_t threads = work / min_per_thread;
+  if (threads > kernel_threads) threads = kernel_threads;
+  return threads < 1 ? 1 : (int)threads;
+}
+
+void run_jobs(void* (*fn)(void*), void* jobs, size_t size, int count) {
+  pthread_t ids[MAX_THREADS];
+  int started[MAX_THREADS] = {0};
+  for (int k = 1; k < count; k++) started[k] = pthread_create(&ids[k], NULL, fn, (char*)jobs + k * size) == 0;
+  fn(jobs);
+  for (int k = 1; k < count; k++) {
+    if (started[k]) pthread_join(ids[k], NULL);
+    else fn((char*)jobs + k * size);
+  }
+}
+
+// setThreads(n): threads for later calls (process-wide; results do not depend on it).
+static napi_value SetThreads(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  int64_t threads;
+  if (!get_args(env, info, 1, argv, "setThreads(threads)") || !int_arg(env, argv[0], "threads", &threads)) return NULL;
+  if (threads < 1) {
+    range_error(env, "kernels: threads must be at least 1");
+    return NULL;
+  }
+  kernel_threads = (int)(threads < MAX_THREADS ? threads : MAX_THREADS);
+  return NULL;
+}
+
 NAPI_MODULE_INIT() {  // context-aware: loadable from worker threads too
-  if (register_correlate(env, exports) != napi_ok || register_extract(env, exports) != napi_ok) return NULL;
+  if (define_function(env, exports, "setThreads", SetThreads) != napi_ok || register_correlate(env, exports) != napi_ok ||
+      register_extract(env, exports) != napi_ok) {
+    return NULL;
+  }
   return exports;
 }

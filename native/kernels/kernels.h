@@ -16,6 +16,15 @@ int range_error(napi_env env, const char* format, ...);
 // Reads exactly `count` arguments into argv; 0 (with a TypeError naming `usage`) otherwise.
 int get_args(napi_env env, napi_callback_info info, size_t count, napi_value* argv, const char* usage);
 
+// Threads for the kernels' loops (setThreads from JavaScript; process-wide, 1 until set).
+enum { MAX_THREADS = 64 };
+extern int kernel_threads;
+// How many threads `work` items deserve: kernel_threads, fewer when a thread would get under `min_per_thread`.
+int threads_for(int64_t work, int64_t min_per_thread);
+// Runs fn(job k) for k < count, where job k is at (char*)jobs + k·size: job 0 on the calling thread, the others on
+// threads of their own (a thread that cannot be started runs its job on the calling thread afterwards).
+void run_jobs(void* (*fn)(void*), void* jobs, size_t size, int count);
+
 napi_status define_function(napi_env env, napi_value exports, const char* name, napi_callback callback);
 
 napi_status register_correlate(napi_env env, napi_value exports);

@@ -192,8 +192,10 @@ export function readPlainBlobs(path: string, column: string, rowStart: number, r
       groupRow += rows
     }
     const size = chunks.reduce((sum, c) => sum + c.size, 0)
-    // Fresh memory costs a page fault (and the kernel's zeroing) per 4 KiB, more than the read itself.
-    const bytes = reuse && reuse.byteOffset === 0 && reuse.buffer.byteLength >= size ? new Uint8Array(reuse.buffer, 0, size) : new Uint8Array(size)
+    // Fresh memory costs a page fault (and the kernel's zeroing) per 4 KiB, more than the read itself; a new
+    // buffer gets headroom so that a slightly larger shard next time still fits.
+    const fits = reuse && reuse.byteOffset === 0 && reuse.buffer.byteLength >= size
+    const bytes = new Uint8Array(fits ? reuse.buffer : new ArrayBuffer(Math.ceil(size * 1.25)), 0, size)
     const offsets = new Float64Array(rowEnd - rowStart)
     const lengths = new Uint32Array(rowEnd - rowStart)
     const view = new DataView(bytes.buffer)

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { BaselineMaxima, RotatedLayers, WithinLayerMoments } from './baseline.js'
+import { gemmFallback } from './gemm.js'
 import { PearsonAccumulator, type NeuronRange } from './pearson.js'
 import { gaussianMatrix, rotationMatrix, seededRandom, type RotationKind } from './rotation.js'
 import { referencePearson } from '../../test/helpers/pearson-reference.js'
@@ -102,6 +103,14 @@ describe.each<RotationKind>(['gaussian-unit-rows', 'orthogonal'])('rotation base
     const expected = explicitBaseline(B, LB * D, A, LA, kind, SEED_A)
     expectRelative(baseline.layerValue, expected.layerValue, 1e-9)
     expectRelative(baseline.value, expected.value, 1e-9)
+  })
+
+  it('with float32 products (the fast GEMM path) matches the explicit rotation to 1e-5 relative', () => {
+    const fast = new RotatedLayers(within(B, LB), { kind, seed: SEED_B, gemm: gemmFallback })
+    const baseline = new BaselineMaxima(LA * D, LB)
+    baseline.addRows(pearson(A, B, FULL), fast)
+    const expected = explicitBaseline(A, LA * D, B, LB, kind, SEED_B)
+    expectRelative(baseline.value, expected.value, 1e-5)
   })
 
   it('streams over layer blocks to the same result', () => {

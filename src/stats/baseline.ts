@@ -110,8 +110,17 @@ export interface WithinLayerState {
 export interface RotationOptions {
   kind: RotationKind        // 'gaussian-unit-rows' is the study's (and should be the config default)
   seed: number              // recorded with the results; layer ℓ's R depends on (seed, ℓ) only
-  gemm64?: Gemm64           // R·C and D·Rᵀ products; default the exact pure-JS float64 fallback
-  cacheMatrices?: boolean   // keep each R once made (L·d_mlp²·8 bytes); default true
+  gemm64?: Gemm64           // R·C for the rotated variances; default the exact pure-JS float64 fallback
+  gemm?: Gemm               // D·Rᵀ in float32 (entries rounded: ~1e-7 relative, ample for a baseline, and the fast
+                            // backend's speed); default: in float64 with gemm64
+  cacheMatrices?: boolean   // keep each layer's R once made (L·d_mlp² floats); default true
+}
+
+/** One rotated layer: R (float32 when the products run in float32) and 1/√(n·var) of each rotated direction. */
+interface RotatedLayer {
+  n: number
+  matrix: Float64Array | Float32Array
+  inverseRoot: Float64Array
 }
 
 /** One model seen through random directions: per layer R_ℓ and n·var of each rotated direction. */
@@ -119,11 +128,11 @@ export class RotatedLayers {
   readonly kind: RotationKind
   readonly seed: number
   readonly dMlp: number
-  readonly gemm64: Gemm64
+  private readonly gemm64: Gemm64
+  private readonly gemm?: Gemm
   private readonly within: WithinLayerMoments
   private readonly cache: boolean
-  private readonly matrices = new Map<number, Float64Array>()
-  private readonly scatters = new Map<number, { n: number; scatter: Float64Array }>()
+  private readonly layers = new Map<number, RotatedLayer>()
 
   constructor(within: WithinLayerMoments, options: RotationOptions) {
     this.within = within
@@ -131,6 +140,7 @@ export class RotatedLayers {
     this.seed = options.seed
     this.dMlp = within.dMlp
     this.gemm64 = options.gemm64 ?? gemm64Fallback
+    this.gemm = options.gemm
     this.cache = options.cacheMatrices ?? true
   }
 
@@ -141,19 +151,40 @@ export class RotatedLayers {
 
   /** R_ℓ, [d_mlp, d_mlp]: row k is rotated direction k. */
   matrix(layer: number): Float64Array {
-    const cached = this.matrices.get(layer)
-    if (cached) return cached
-    const r = rotationMatrix(this.dMlp, this.kind, this.seed, layer)
-    if (this.cache) this.matrices.set(layer, r)
-    return r
+    return rotationMatrix(this.dMlp, this.kind, this.seed, layer)
   }
 
-  /** n·var((R_ℓ b)_k) = (R_ℓ C_ℓ R_ℓᵀ)_kk for each direction k (cached per layer while n is unchanged). */
-  scatter(layer: number): Float64Array {
-    const cached = this.scatters.get(layer)
-    if (cached && cached.n === this.n) return cached.scatter
+  /**
+   * cov = D·R_ℓᵀ for `rows` anchors, D = [rows, d_mlp] centred cross sums against layer ℓ: cov[i, k] is
+   * n·cov(anchor i, rotated direction k). Also returns 1/√(n·var) of each direction (NaN where it is 0).
+   */
+  rotate(layer: number, cross: Float64Array, rows: number): { cov: Float64Array | Float32Array; inverseRoot: Float64Array } {
     const d = this.dMlp
+    const { matrix, inverseRoot } = this.layer(layer)
+    if (matrix instanceof Float32Array) {
+      const cov = new Float32Array(rows * d)
+      this.gemm!(Float32Array.from(cross), matrix, rows, d, d, cov)
+      return { cov, inverseRoot }
+    }
+    const cov = new Float64Array(rows * d)
+    this.gemm64(cross, matrix, rows, d, d, cov)
+    return { cov, inverseRoot }
+  }
+
+  private layer(layer: number): RotatedLayer {
+    const cached = this.layers.get(layer)
+    if (cached && cached.n === this.n) return cached
     const r = this.matrix(layer)
+    const scatter = this.scatterOf(layer, r)
+    const inverseRoot = scatter.map((v) => (v > 0 ? 1 / Math.sqrt(v) : NaN))
+    const made = { n: this.n, matrix: this.gemm ? Float32Array.from(r) : r, inverseRoot }
+    if (this.cache) this.layers.set(layer, made)
+    return made
+  }
+
+  /** n·var((R_ℓ b)_k) = (R_ℓ C_ℓ R_ℓᵀ)_kk for each direction k. */
+  private scatterOf(layer: number, r: Float64Array): Float64Array {
+    const d = this.dMlp
     const c = this.within.centredScatter(layer)
     const rc = new Float64Array(d * d)
     this.gemm64(r, c, d, d, d, rc)  // R·Cᵀ; the quadratic form below is the same for C and Cᵀ
@@ -163,13 +194,12 @@ export class RotatedLayers {
       for (let j = k * d; j < (k + 1) * d; j++) v += rc[j] * r[j]
       out[k] = v
     }
-    this.scatters.set(layer, { n: this.n, scatter: out })
     return out
   }
 }
 
-// Anchor rows per D·Rᵀ product: 256 × d_mlp float64 is 6 MiB at d_mlp = 3072.
-const ANCHOR_TILE = 256
+// Anchor rows per D·Rᵀ product: 1024 × d_mlp float64 is 24 MiB at d_mlp = 3072; larger products run faster.
+const ANCHOR_TILE = 1024
 
 /**
  * Baseline maxima for the anchor neurons of one model against the rotated layers of another, streamed over
@@ -226,13 +256,9 @@ export class BaselineMaxima {
     for (let l = 0; l < rotatedRange.count / d; l++) {
       const layer = firstLayer + l
       if (layer >= this.nLayers) throw new Error(`baseline: rotated layer ${layer} ≥ ${this.nLayers} layers`)
-      const r = rotated.matrix(layer)
-      const invV = inverseRoots(rotated.scatter(layer))
       for (let i0 = 0; i0 < anchors.count; i0 += ANCHOR_TILE) {
         const rows = Math.min(ANCHOR_TILE, anchors.count - i0)
-        const cross = centredCross(s, l * d, d, columns, i0, rows)
-        const cov = new Float64Array(rows * d)
-        rotated.gemm64(cross, r, rows, d, d, cov)  // cov[i, k] = Σ_j D_ij R_kj = n·cov(anchor i, rotated k)
+        const { cov, inverseRoot: invV } = rotated.rotate(layer, centredCross(s, l * d, d, columns, i0, rows), rows)
         for (let i = 0; i < rows; i++) {
           const anchor = anchors.start + i0 + i
           const sa = anchorScatter[i0 + i]
@@ -270,12 +296,6 @@ function centredCross(
       for (let i = 0; i < rows; i++) out[i * d + j] = s.cross[src + i] - sx * s.sumB[i0 + i]
     }
   }
-  return out
-}
-
-function inverseRoots(scatter: Float64Array): Float64Array {
-  const out = new Float64Array(scatter.length)
-  for (let k = 0; k < scatter.length; k++) out[k] = scatter[k] > 0 ? 1 / Math.sqrt(scatter[k]) : NaN
   return out
 }
 

@@ -85,6 +85,21 @@ function jsDecodedHalf(values: Float32Array): Float32Array {
   return out
 }
 
+describe.each(backends.map((k) => [k.name, k] as const))('%s kernels: addFloat32Into', (_name, k) => {
+  it('adds each float32 value into the float64 sums, on any thread count', () => {
+    const n = (1 << 21) + 3 // enough for two threads
+    const from = Float32Array.from({ length: n }, (_, i) => Math.fround(Math.sin(i) * 1e3))
+    for (const threads of [1, 2]) {
+      k.setThreads(threads)
+      const into = Float64Array.from({ length: n }, (_, i) => i * 0.5)
+      k.addFloat32Into(into, from)
+      for (const i of [0, 1, n >> 1, n - 1]) expect(into[i]).toBe(i * 0.5 + from[i])
+    }
+    k.setThreads(1)
+    expect(() => k.addFloat32Into(new Float64Array(4), new Float32Array(3))).toThrow(/from has 3 values/)
+  })
+})
+
 describe.runIf(native)('native and JavaScript kernels agree bit for bit', () => {
   it('on long rows with large means', () => {
     const rows = 3, tokens = 10_001

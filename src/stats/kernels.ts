@@ -9,16 +9,27 @@ import { decodeF16 } from '../io/safetensors-dtypes.js'
 import { HISTOGRAM_BINS, histogramBin } from './histogram.js'
 import { heapFloor, offerTop, type TopHeaps } from './top-heap.js'
 
+/** Rows stored as little-endian float32 (4) or float16 (2) blobs of equal length at byte offsets of a buffer. */
+export interface BlobRows {
+  bytes: Uint8Array
+  offsets: Float64Array // [rows]
+  bytesPerValue: 2 | 4
+}
+
 export interface Kernels {
   readonly name: 'native' | 'js'
   /**
    * Shift rows: dst[i·tokens + t] = float32(src[i·tokens + t] − shift[i]) for `rows` rows of `tokens` values,
    * with sum[i] = Σ_t dst and sumSq[i] = Σ_t dst² in float64. Returns −1, or the flat index i·tokens + t of the
-   * first non-finite shifted value (then rows after i are left untouched).
+   * first non-finite shifted value (then dst, sum and sumSq hold partial results).
    */
   shiftRows(src: Float32Array, rows: number, tokens: number, shift: Float64Array, dst: Float32Array, sum: Float64Array, sumSq: Float64Array): number
   /** The same, row i being the little-endian float32 (4) or float16 (2) blob at byte offsets[i] of `bytes`. */
   shiftBlobs(bytes: Uint8Array, offsets: Float64Array, bytesPerValue: 2 | 4, tokens: number, shift: Float64Array, dst: Float32Array, sum: Float64Array, sumSq: Float64Array): number
+  /** into[i] += from[i] over into's length: a chunk's float32 product into float64 sums. */
+  addFloat32Into(into: Float64Array, from: Float32Array): void
+  /** Threads for the kernels (process-wide; the results do not depend on it). The JavaScript ones use one. */
+  setThreads(threads: number): void
 
   // Extract's kernels read a token-major chunk [tokens, width] (`chunk[t·width + j]`: value of neuron j at token t),
   // only at tokens t with valid[t] = 1 (every token when valid is undefined). Each adds into its outputs.
@@ -65,6 +76,11 @@ function firstNonFinite(dst: Float32Array, at: number, tokens: number): number {
 
 export const jsKernels: Kernels = {
   name: 'js',
+  setThreads() {},
+  addFloat32Into(into, from) {
+    if (from.length < into.length) throw new RangeError(`kernels: from has ${from.length} values, into ${into.length}`)
+    for (let i = 0; i < into.length; i++) into[i] += from[i]
+  },
   shiftRows(src, rows, tokens, shift, dst, sum, sumSq) {
     checkShift(src.length, rows, tokens, shift, dst, sum, sumSq)
     for (let i = 0; i < rows; i++) {
@@ -188,8 +204,8 @@ const ADDON = fileURLToPath(new URL('../../native/kernels/build/Release/kernels.
 export function loadNativeKernels(): Kernels | undefined {
   if (!existsSync(ADDON)) return undefined
   const addon = createRequire(import.meta.url)(ADDON) as Omit<Kernels, 'name'>
-  const { shiftRows, shiftBlobs, momentSums, powerSums, topK, scatterNeuronMajor } = addon
-  return { name: 'native', shiftRows, shiftBlobs, momentSums, powerSums, topK, scatterNeuronMajor }
+  const { shiftRows, shiftBlobs, addFloat32Into, setThreads, momentSums, powerSums, topK, scatterNeuronMajor } = addon
+  return { name: 'native', shiftRows, shiftBlobs, addFloat32Into, setThreads, momentSums, powerSums, topK, scatterNeuronMajor }
 }
 
 /** What the pipeline uses: the C kernels when built, else the JavaScript ones (SEEDSCOPE_KERNELS=js forces them). */

@@ -132,7 +132,7 @@ export class PearsonAccumulator {
     addInto(s.sumSqA, rowsA.sumSq)
     addInto(s.sumB, rowsB.sum)
     addInto(s.sumSqB, rowsB.sumSq)
-    addInto(s.cross, product)
+    kernels.addFloat32Into(s.cross, product)
     s.n += tokens
   }
 
@@ -149,9 +149,11 @@ export class PearsonAccumulator {
     }
     if (o.n === 0) return
     if (!s.shifted) {
-      s.shiftA.set(o.shiftA)
-      s.shiftB.set(o.shiftB)
+      // Nothing here yet: take the other's sums as they are (the update below would only add zeros to them).
+      for (const key of ['shiftA', 'shiftB', 'sumA', 'sumSqA', 'sumB', 'sumSqB', 'cross'] as const) s[key].set(o[key])
+      s.n = o.n
       s.shifted = true
+      return
     }
     const na = s.a.count, nb = s.b.count, n = o.n
     const da = new Float64Array(na), db = new Float64Array(nb)
@@ -268,7 +270,7 @@ const buffers = new Map<string, Float32Array>()
 
 function scratch(role: string, length: number): Float32Array {
   let buffer = buffers.get(role)
-  if (!buffer || buffer.length < length) buffers.set(role, (buffer = new Float32Array(length)))
+  if (!buffer || buffer.length < length) buffers.set(role, (buffer = new Float32Array(Math.ceil(length * 1.25)))) // headroom: chunks vary a little
   return buffer.subarray(0, length)
 }
 
@@ -300,6 +302,6 @@ function throwIfNonFinite(bad: number, shifted: Float32Array, tokens: number, si
   throw new Error(`pearson: non-finite activation ${shifted[bad]} for neuron ${start + row} of ${side} at token ${bad - row * tokens} of the chunk`)
 }
 
-function addInto(into: Float64Array, from: Float64Array | Float32Array): void {
+function addInto(into: Float64Array, from: Float64Array): void {
   for (let i = 0; i < into.length; i++) into[i] += from[i]
 }

@@ -67,7 +67,7 @@ export function mergePairResults(into: PairResults, from: PairResults): PairResu
  * belongs to: the rotation seed is derived from the configured seed and the seed's name (and recorded).
  */
 export function rotatedLayers(within: WithinLayerMoments, kind: RotationKind, baseSeed: number, seedName: string, gemm: Gemm): RotatedLayers {
-  return new RotatedLayers(within, { kind, seed: rotationSeed(baseSeed, seedName), gemm64: gemm64ViaFloat32(gemm) })
+  return new RotatedLayers(within, { kind, seed: rotationSeed(baseSeed, seedName), gemm, gemm64: gemm64ViaFloat32(gemm) })
 }
 
 /** FNV-1a of "<baseSeed>:<seed name>", a 32-bit rotation seed. */
