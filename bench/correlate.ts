@@ -2,11 +2,14 @@
 // second of `seedscope run --stages correlate` (Parquet reading, within-layer sums, baseline and table included),
 // beside numpy's `A @ B.T` on the same shapes (N×T float32, /usr/bin/python3) and the machine's FP32 peak (the
 // FMA probe native/sgemm/peak.c, else the research note's ~115 GFLOP/s per core), measured in the same run,
-// interleaved: numpy and peak, stage, numpy and peak, … Targets: ≥ 0.9× numpy, ≥ 80% of peak. The project is
-// bench/extract.ts's (two copies of gpt2-s0, N = 2048), extracted first when it is not already, untimed.
-// Last, two shards through the stage's steps in this process say where the time goes.
+// interleaved: numpy and peak, stage, numpy and peak, … Targets: ≥ 0.9× numpy, ≥ 80% of peak. Two shapes (see
+// shapes()): bench/extract.ts's project (two copies of gpt2-s0, N = 2048) and two random models at the study's
+// layer width (N = 6144), each extracted first when it is not already, untimed. After each, two shards through
+// the stage's steps in this process say where the time goes.
 // Run with `npx tsx bench/correlate.ts` (make build first: the stage runs from dist/). Environment:
-//   BENCH_TOKENS=100000    token budget of the project (tokenize.max_tokens; shared with bench/extract.ts)
+//   BENCH_TOKENS=100000    token budget of the bundled project (tokenize.max_tokens; shared with bench/extract.ts)
+//   BENCH_WIDE_TOKENS=32768  token budget of the study-width project
+//   BENCH_SHAPES=bundled,wide  which shapes to measure
 //   BENCH_ROUNDS=1         timed stage runs (numpy and the peak probe run once more than the stage)
 //   BENCH_THREADS=<cores>  execution.threads, OPENBLAS_NUM_THREADS of numpy, the probe's threads
 import { execFileSync, spawn } from 'node:child_process'
@@ -18,27 +21,69 @@ import { readActivationBlock, readActivationRows, readActivationShardInfo, type 
 import { loadFastGemm } from '../src/model/gemm.js'
 import { rotatedPair } from '../src/stages/correlate/pair.js'
 import { ALL_LAYERS, crossSums, pairResults } from '../src/stages/correlate/pair-sums.js'
+import { kernels } from '../src/stats/kernels.js'
 import type { ChunkRows } from '../src/stats/pearson.js'
 import { WithinLayerMoments } from '../src/stats/baseline.js'
 import { checkBuild, REPO, runStages } from './lib/cli-run.js'
 import { envNumber, loadAverage, median, medianTiming, printHeader, printTable, ratioLine, thousands, timed, type Timing } from './lib/measure.js'
-import { activationShards, BENCH_DIR, modelCopy, writeProject } from './lib/project.js'
+import { activationShards, BENCH_DIR, modelCopy, type Seed, writeProject } from './lib/project.js'
+import { writeRandomGpt2 } from './lib/random-model.js'
 
 const TOKENS = envNumber('BENCH_TOKENS', 100_000)
 const ROUNDS = envNumber('BENCH_ROUNDS', 1)
 const THREADS = envNumber('BENCH_THREADS', availableParallelism())
 const NOTE_PEAK_PER_CORE = 115 // /work/shared/research/onnx-feasibility.md §3, a 256-bit FMA loop on one core
 const BREAKDOWN_SHARDS = 2
+const WIDE_TOKENS = envNumber('BENCH_WIDE_TOKENS', 32_768)
+const SHAPES = (process.env.BENCH_SHAPES ?? 'bundled,wide').split(',')
+
+interface Shape {
+  title: string
+  seeds: Seed[]
+  project: string
+}
+
+/**
+ * Two shapes. The bundled models (d_mlp 512) have 2048 neurons: little GEMM work per byte read, the hardest case
+ * for the stage's own costs. The study's models have d_mlp 3072 (GPT-2 small) or more: here two layers of it
+ * (6144 neurons) with random weights, so the GEMM's share is what a real run sees (the count of layers only
+ * multiplies both sides).
+ */
+function shapes(): Shape[] {
+  const bundled = [modelCopy('gpt2-s0', 'gpt2-s0-a'), modelCopy('gpt2-s0', 'gpt2-s0-b')]
+  const tokenizer = join(REPO, 'data/models/gpt2-s0/tokenizer.json')
+  const wide = ['a', 'b'].map((name, i) => {
+    const checkpoint = join(BENCH_DIR, 'models', `wide-${name}`)
+    writeRandomGpt2(checkpoint, { d: 256, heads: 4, dMlp: 3072, layers: 2, vocab: 4096, positions: 256, seed: 1000 + i, tokenizer })
+    return { name: `wide-${name}`, checkpoint }
+  })
+  const options = { ctx: 256, batchRows: 8, mode: 'stored' as const, threads: THREADS }
+  return [
+    { title: 'bundled models: 4 layers × d_mlp 512', seeds: bundled, project: writeProject(`extract-${TOKENS / 1000}k`, { ...options, seeds: bundled, tokens: TOKENS, rowsPerShard: 64 }) },
+    { title: 'study width: 2 layers × d_mlp 3072 (random weights)', seeds: wide, project: writeProject(`correlate-wide-${WIDE_TOKENS / 1000}k`, { ...options, seeds: wide, tokens: WIDE_TOKENS, rowsPerShard: 32 }) },
+  ].filter((_, i) => SHAPES.includes(i === 0 ? 'bundled' : 'wide'))
+}
 
 async function main(): Promise<void> {
   printHeader(
     'correlate: stage GFLOP/s vs numpy A @ B.T vs FP32 peak',
-    `seedscope run --stages correlate (stored mode, Parquet read) on 2 seeds (copies of gpt2-s0); ` +
-      `numpy matmul on the same N×T float32 shapes; ${THREADS} thread(s) each`,
+    `seedscope run --stages correlate (stored mode, Parquet read) on 2 seeds; numpy matmul on the same N×T float32 ` +
+      `shapes; ${THREADS} thread(s) each`,
   )
   checkBuild()
-  const seeds = [modelCopy('gpt2-s0', 'gpt2-s0-a'), modelCopy('gpt2-s0', 'gpt2-s0-b')]
-  const project = writeProject(`extract-${TOKENS / 1000}k`, { seeds, tokens: TOKENS, ctx: 256, rowsPerShard: 64, batchRows: 8, mode: 'stored', threads: THREADS })
+  const probe = buildPeakProbe()
+  const results: [string, number, number][] = []
+  for (const shape of shapes()) {
+    console.log(`\n── ${shape.title} ──`)
+    const ratios = await measureShape(shape, probe)
+    results.push([shape.title, ...ratios])
+  }
+  console.log('\nsummary (wall):')
+  printTable(['shape', 'stage / numpy (≥ 0.90×)', 'stage / peak (≥ 80%)'], results.map(([title, numpy, peak]) => [title, `${numpy.toFixed(2)}×`, `${(100 * peak).toFixed(0)}%`]))
+}
+
+/** Times the stage on one shape against numpy and the peak; returns stage/numpy and stage/peak, both wall. */
+async function measureShape({ seeds, project }: Shape, probe: string | undefined): Promise<[number, number]> {
   // untimed, skipped when up to date; stats holds each seed's within-layer moments, which correlate reads
   const prepared = await timed(() => runStages(project, 'tokenize,extract,stats'))
   if (/extract [1-9]\d* run/.test(prepared.value.output)) console.log(`(extracted the project first, untimed: ${prepared.wall.toFixed(0)} s)`)
@@ -50,11 +95,11 @@ async function main(): Promise<void> {
   const pairs = (seeds.length * (seeds.length - 1)) / 2
   const flops = pairs * 2 * n * n * T
   const backend = loadFastGemm(THREADS)
+  kernels.setThreads(THREADS)
   console.log(`shapes: N = ${n} neurons per seed, T = ${thousands(T)} valid tokens in ${infos.length} shards, ${pairs} pair(s): ${(flops / 1e12).toFixed(2)} TFLOP`)
   console.log(`GEMM backend the stage picks: ${backend.name} (${backend.detail})${backend.skipped.length ? `; skipped: ${backend.skipped.join('; ')}` : ''}`)
 
   const numpy = await startNumpy(n, T)
-  const probe = buildPeakProbe()
   const stage: Timing[] = []
   const numpyTimes: Timing[] = []
   const peaks: Peak[] = []
@@ -93,6 +138,7 @@ async function main(): Promise<void> {
   console.log(ratioLine('stage / peak (per CPU second, per core)', flops / s.cpu / 1e9 / peak.perCore, { min: 0.8, unit: '%' }))
   if (np) console.log(`numpy / peak (wall), for scale: ${((100 * flops) / np.wall / 1e9 / peak.wall).toFixed(0)}%`)
   printBreakdown(breakdown, infos.length)
+  return [np ? np.wall / s.wall : NaN, flops / s.wall / 1e9 / peak.wall]
 }
 
 const rateCells = (flops: number, t: Timing) => [(flops / t.wall / 1e9).toFixed(1), (flops / t.cpu / 1e9).toFixed(1), t.wall.toFixed(1), t.cpu.toFixed(1)]
