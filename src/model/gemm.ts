@@ -107,6 +107,11 @@ export function loadFastGemm(threads: number): GemmBackend & { skipped: string[]
 
 function openblasEngine(threads: number): Engine {
   if (!existsSync(ADDON)) throw new Error(`${ADDON} is not built (install libopenblas-dev, then run make native)`)
+  // OpenBLAS's idle threads spin for ~2^28 cycles after each product, which more than halves the speed of
+  // whatever runs next on the same cores (the shift and accumulate kernels, onnxruntime in streamed mode:
+  // measured 34 → 19 ms for a shift right after a GEMM). 2^4 cycles makes them sleep at once; waking them for
+  // the next product costs microseconds. OpenBLAS reads this when the library loads, so it is set first.
+  process.env.OPENBLAS_THREAD_TIMEOUT ??= '4'
   let addon: SgemmAddon
   try {
     addon = require(ADDON) as SgemmAddon
