@@ -50,7 +50,8 @@ static int overlaps(const float* x, size_t nx, const float* y, size_t ny) {
 }
 
 // sgemm(a, b, m, n, k, out): out[i·n + j] = Σ_p a[i·k + p]·b[j·k + p]; overwrites out. Arrays may be longer than
-// the shape needs (only the leading elements are used), as with the JS fallback.
+// the shape needs (only the leading elements are used), as with the JS fallback. When a and b are the same memory
+// and m = n, the product is computed as a symmetric rank-k update (SYRK).
 static napi_value Sgemm(napi_env env, napi_callback_info info) {
   size_t argc = 6;
   napi_value argv[6];
@@ -85,6 +86,15 @@ static napi_value Sgemm(napi_env env, napi_callback_info info) {
   if (m == 0 || n == 0) return NULL;
   if (k == 0) {  // an empty sum; cblas would reject lda = 0
     memset(out, 0, (size_t)(m * n) * sizeof(float));
+    return NULL;
+  }
+  if (a == b && m == n) {
+    // A·Aᵀ (a layer's within-layer sums) is symmetric: SYRK computes the upper triangle, half the FLOPs, and the
+    // lower one is mirrored from it.
+    cblas_ssyrk(CblasRowMajor, CblasUpper, CblasNoTrans, (int)n, (int)k, 1.0f, a, (int)k, 0.0f, out, (int)n);
+    for (int64_t i = 1; i < n; i++) {
+      for (int64_t j = 0; j < i; j++) out[i * n + j] = out[j * n + i];
+    }
     return NULL;
   }
   // Row-major A [m, k] times (row-major B [n, k])ᵀ: lda = ldb = k, ldc = n.

@@ -76,6 +76,17 @@ for (const { name, backend } of backends) {
       expect(worst).toBeLessThan(k * 2 ** -24 * 4)
     })
 
+    it.each([[1, 9], [37, 129], [300, 70]])('gives A·Aᵀ, exactly symmetric, when a and b are the same array (n=%i k=%i)', (n, k) => {
+      const a = randomFloat32(n * k, 5)
+      const out = new Float32Array(n * n).fill(123)
+      gemm()(a, a, n, n, k, out)
+      const { exact, magnitude } = naive(a, a, n, n, k)
+      for (let i = 0; i < exact.length; i++) {
+        expect(Math.abs(out[i] - exact[i])).toBeLessThanOrEqual((k + 1) * 2 ** -24 * magnitude[i] + 1e-30)
+      }
+      for (let i = 0; i < n; i++) for (let j = 0; j < i; j++) expect(out[i * n + j]).toBe(out[j * n + i])
+    })
+
     it('uses only the leading elements of longer arrays (subarray views included)', () => {
       const [m, n, k] = [6, 5, 7]
       const a = randomFloat32(m * k + 11, 5), b = randomFloat32(n * k + 3, 6)
