@@ -20,9 +20,11 @@ export class ShardBuffer {
     readonly tokens: number, // valid tokens in the shard
     topK: number,
     private readonly site: Site,
+    storage?: Float32Array, // memory for acts to reuse (fresh memory costs a page fault per 4 KiB on first write)
   ) {
     const neurons = layout.nLayers * layout.dMlp
-    this.acts = new Float32Array(neurons * tokens)
+    if (storage && storage.length < neurons * tokens) throw new Error(`shard buffer: storage of ${storage.length} values for ${neurons} neurons × ${tokens} tokens`)
+    this.acts = storage ? storage.subarray(0, neurons * tokens) : new Float32Array(neurons * tokens)
     this.moments = new NeuronMoments(neurons)
     this.top = new TopActivations(neurons, topK)
   }

@@ -95,6 +95,8 @@ export async function extractStream(u: StreamUnit & { checkpointing: Checkpointi
     let tokensSinceCheckpoint = 0
     let lastCheckpoint = Date.now()
     let positions = 0
+    const maxShardRows = Math.max(...u.shards.map((_, k) => rowsOf(k)))
+    let storage: Float32Array[] | undefined // each seed's activations, reused by every shard
     for (let k = firstShard; k < u.shards.length; k++) {
       if (ctx.signal.aborted) throw new Error('extract: cancelled')
       const shard = u.shards[k]
@@ -104,7 +106,8 @@ export async function extractStream(u: StreamUnit & { checkpointing: Checkpointi
       if (k === firstShard && firstShard > 0) ctx.progress.advance(u.shards.slice(0, k).reduce((sum, _, j) => sum + rowsOf(j), 0) * positions * u.seeds.length)
       const valid = validPositions(rows.map((r) => r.tokens), positions, u.skipIds)
       const tokens = countValid(valid)
-      const buffers = layouts.map((layout) => new ShardBuffer(layout, tokens, params.top_k, params.site))
+      storage ??= layouts.map((l) => new Float32Array(l.nLayers * l.dMlp * maxShardRows * positions))
+      const buffers = layouts.map((layout, i) => new ShardBuffer(layout, tokens, params.top_k, params.site, storage![i]))
       for (let start = 0; start < rows.length; start += params.batch_rows) {
         const batch = rows.slice(start, start + params.batch_rows)
         const ids = { data: idsOf(batch, positions), batch: batch.length, positions }
