@@ -1,9 +1,10 @@
 // Parquet tables: round trips through hyparquet, row groups per append, atomic replacement, byte-identical
 // rewrites, and the int32 blob layout checked against bytes written out by hand.
 import { createHash } from 'node:crypto'
-import { existsSync, mkdtempSync, readFileSync, readdirSync } from 'node:fs'
+import { existsSync, mkdtempSync, readFileSync, readdirSync, readlinkSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { ByteWriter, ParquetWriter } from 'hyparquet-writer'
 import { describe, expect, it } from 'vitest'
 import { TableWriter, int32Blob, readInt32Blob, readTable, readTableInfo, writeTable } from './tables.js'
 import type { TableSpec } from './tables.js'
@@ -109,6 +110,45 @@ describe('TableWriter', () => {
     expect((await readTable(path)).map((row) => row.n)).toEqual([7])
   })
 })
+
+describe('TableWriter, large pages', () => {
+  // 24 blobs of 1 MiB: pages go straight to the file, and the file passes the 16 MiB write-behind step.
+  const blobs = Array.from({ length: 24 }, (_, i) => new Uint8Array(1 << 20).fill(i * 37))
+  const big: TableSpec = { codec: 'UNCOMPRESSED', statistics: false, columns: [{ name: 'acts', type: 'BYTE_ARRAY', plain: true }] }
+
+  it('writes the bytes hyparquet-writer builds in memory, and hashes them as written', () => {
+    const path = join(scratch(), 'big.parquet')
+    const written = writeTable(path, big, { acts: blobs })
+    const reference = new ByteWriter()
+    const parquet = new ParquetWriter({
+      writer: reference,
+      schema: [{ name: 'root', num_children: 1 }, { name: 'acts', type: 'BYTE_ARRAY', repetition_type: 'REQUIRED' }],
+      codec: 'UNCOMPRESSED', statistics: false, kvMetadata: [], createdBy: 'seedscope (hyparquet-writer)',
+    })
+    parquet.write({ columnData: [{ name: 'acts', data: blobs, encoding: 'PLAIN' }], rowGroupSize: blobs.length })
+    parquet.finish()
+    const file = readFileSync(path)
+    expect(file.equals(reference.getBytes())).toBe(true)
+    expect(written).toEqual({ bytes: file.length, sha256: createHash('sha256').update(file).digest('hex') })
+  })
+
+  it.runIf(existsSync('/proc/self/fd'))('syncs behind the writes, and closes that descriptor once the syncs are done', async () => {
+    const path = join(scratch(), 'big.parquet')
+    const onFile = () => readdirSync('/proc/self/fd').filter((fd) => readlinkOrEmpty(`/proc/self/fd/${fd}`).startsWith(path)).length
+    writeTable(path, big, { acts: blobs })
+    expect(onFile()).toBe(1) // the write-behind descriptor: its fdatasync callbacks have not run yet
+    for (let wait = 0; wait < 100 && onFile() > 0; wait++) await new Promise((resolve) => setTimeout(resolve, 20))
+    expect(onFile()).toBe(0)
+  })
+})
+
+function readlinkOrEmpty(path: string): string {
+  try {
+    return readlinkSync(path)
+  } catch {
+    return '' // closed meanwhile
+  }
+}
 
 describe('int32 blobs', () => {
   it('are little-endian int32, checked byte by byte', () => {

@@ -2,7 +2,7 @@
 // A table is a list of typed columns plus string key-value metadata; writes are atomic (temp file, fsync,
 // rename), and a streaming writer puts one row group on disk per `append`, so memory holds one group at most.
 import { createHash } from 'node:crypto'
-import { closeSync, fstatSync, fsyncSync, mkdirSync, openSync, readSync, rmSync, writeSync } from 'node:fs'
+import { closeSync, fdatasync, fstatSync, fsyncSync, mkdirSync, openSync, readSync, rmSync, writeSync } from 'node:fs'
 import { dirname } from 'node:path'
 import { asyncBufferFromFile, parquetMetadata, parquetMetadataAsync, parquetReadObjects, parquetSchema } from 'hyparquet'
 import { parquetHeader } from 'hyparquet/src/column.js'
@@ -311,12 +311,19 @@ function schemaOf(columns: readonly ColumnSpec[]): SchemaElement[] {
 }
 
 const DIRECT_WRITE_BYTES = 64 << 10
+const SYNC_BEHIND_BYTES = 16 << 20
 
 /** hyparquet-writer's byte buffer, emptied into a file descriptor after every row group. */
 class FileSink extends ByteWriter {
   readonly hash = createHash('sha256')
   private fd: number | undefined
   private readonly path: string
+  // Write-behind: every SYNC_BEHIND_BYTES an fdatasync starts on a second descriptor in libuv's thread pool, so
+  // the disk takes the file while this thread builds the rest and finish()'s fsync waits for the tail only.
+  // Durability rests on finish()'s fsync alone; these only start the writeback early.
+  private syncFd: number | undefined
+  private syncsInFlight = 0
+  private unsynced = 0
 
   constructor(path: string) {
     super(1 << 20)
@@ -343,6 +350,26 @@ class FileSink extends ByteWriter {
     this.hash.update(bytes)
     let written = 0
     while (written < bytes.length) written += writeSync(this.fd, bytes, written, bytes.length - written)
+    this.unsynced += bytes.length
+    if (this.unsynced >= SYNC_BEHIND_BYTES) this.syncBehind()
+  }
+
+  private syncBehind(): void {
+    this.unsynced = 0
+    this.syncFd ??= openSync(this.path, 'r')
+    this.syncsInFlight++
+    fdatasync(this.syncFd, () => {
+      // An error is not lost: finish()'s fsync reports any failed writeback of the file.
+      this.syncsInFlight--
+      this.closeSyncFd()
+    })
+  }
+
+  // The write-behind descriptor closes once the file is done with and no fdatasync still uses it.
+  private closeSyncFd(): void {
+    if (this.fd !== undefined || this.syncsInFlight > 0 || this.syncFd === undefined) return
+    closeSync(this.syncFd)
+    this.syncFd = undefined
   }
 
   override finish(): void {
@@ -350,11 +377,13 @@ class FileSink extends ByteWriter {
     fsyncSync(this.fd!)
     closeSync(this.fd!)
     this.fd = undefined
+    this.closeSyncFd()
   }
 
   discard(): void {
     if (this.fd !== undefined) closeSync(this.fd)
     this.fd = undefined
+    this.closeSyncFd()
     rmSync(this.path, { force: true })
   }
 }
