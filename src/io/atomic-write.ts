@@ -1,8 +1,9 @@
 // The only way seedscope puts a finished file on disk: write a temporary sibling, fsync it, rename it over the
 // target, fsync the directory. A reader (or a resumed run) therefore sees either the old file or the whole new
 // one, never a torn write.
-import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from 'node:fs'
-import { basename, dirname, join } from 'node:path'
+import { createHash } from 'node:crypto'
+import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, statSync, writeSync } from 'node:fs'
+import { basename, dirname, join, resolve } from 'node:path'
 
 /** Temporary name next to `path`; the pid keeps two writers of the same target apart. */
 export function temporaryPath(path: string): string {
@@ -14,9 +15,13 @@ export function writeFileAtomic(path: string, data: Uint8Array | string | readon
   mkdirSync(dirname(path), { recursive: true })
   const tmp = temporaryPath(path)
   const fd = openSync(tmp, 'w')
+  const hash = createHash('sha256')
   try {
     const chunks = typeof data === 'string' ? [Buffer.from(data)] : data instanceof Uint8Array ? [data] : data
-    for (const chunk of chunks) writeAll(fd, chunk)
+    for (const chunk of chunks) {
+      writeAll(fd, chunk)
+      hash.update(chunk)
+    }
     fsyncSync(fd)
   } catch (error) {
     closeSync(fd)
@@ -24,13 +29,38 @@ export function writeFileAtomic(path: string, data: Uint8Array | string | readon
     throw error
   }
   closeSync(fd)
-  commitTemporary(tmp, path)
+  commitTemporary(tmp, path, hash.digest('hex'))
 }
 
-/** Rename a complete, fsynced temporary file over `path` and make the rename durable. */
-export function commitTemporary(tmp: string, path: string): void {
+/**
+ * Rename a complete, fsynced temporary file over `path` and make the rename durable. `sha256`: the content's hash,
+ * computed as it was written, which {@link committedHash} then gives out instead of reading the file again.
+ */
+export function commitTemporary(tmp: string, path: string, sha256?: string): void {
   renameSync(tmp, path)
   syncDirectory(dirname(path))
+  if (sha256) committed.set(resolve(path), { ...stamp(path), sha256 })
+}
+
+// Hashes of the files this process committed, each valid while the file keeps the stamp it had then.
+const committed = new Map<string, { size: number; mtimeMs: number; ino: number; sha256: string }>()
+
+/** The sha256 of a file this process wrote, if it is still as written (same size, mtime and inode); else undefined. */
+export function committedHash(path: string): string | undefined {
+  const known = committed.get(resolve(path))
+  if (!known) return undefined
+  let now
+  try {
+    now = stamp(path)
+  } catch {
+    return undefined
+  }
+  return now.size === known.size && now.mtimeMs === known.mtimeMs && now.ino === known.ino ? known.sha256 : undefined
+}
+
+function stamp(path: string): { size: number; mtimeMs: number; ino: number } {
+  const { size, mtimeMs, ino } = statSync(path)
+  return { size, mtimeMs, ino }
 }
 
 function writeAll(fd: number, chunk: Uint8Array): void {

@@ -100,8 +100,9 @@ export class TableWriter {
       rmSync(this.tmp, { force: true })
       throw error
     }
-    commitTemporary(this.tmp, this.path)
-    return { bytes: this.sink.offset, sha256: this.sink.hash.digest('hex') }
+    const sha256 = this.sink.hash.digest('hex')
+    commitTemporary(this.tmp, this.path, sha256)
+    return { bytes: this.sink.offset, sha256 }
   }
 
   /** Drop the partial file; `path` keeps whatever it held before. */

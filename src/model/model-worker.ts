@@ -3,6 +3,7 @@
 // When the compiled worker script is absent (tests that run the TypeScript sources directly), the model runs
 // in this thread instead: same results, only without the parallelism.
 import { existsSync } from 'node:fs'
+import { resolve } from 'node:path'
 import { UserError } from '../errors.js'
 import { fileURLToPath } from 'node:url'
 import { Worker } from 'node:worker_threads'
@@ -16,6 +17,47 @@ export interface ModelRunner {
   readonly config: Pick<ModelConfig, 'shape' | 'bosTokenId' | 'eosTokenId'>
   run(tokens: TokenBatch): Promise<Record<string, OutputTensor>>
   close(): Promise<void>
+  /** Whether an idle runner keeps the process alive (a worker thread does until told otherwise). */
+  keepAlive?(yes: boolean): void
+}
+
+// Runners handed back by borrowModelRunner's borrowers, ready for the next unit with the same model.
+const idle = new Map<string, ModelRunner>()
+
+/**
+ * Like startModelRunner, but close() keeps the runner for the next borrower of the same model, request and
+ * options: a stage's consecutive units (one seed's shards) then load the model once, not once per unit (0.1 s
+ * and a worker thread each). Asking for another model first closes the kept ones, so at most one idle model
+ * holds memory. A runner whose run() failed is closed, not kept. Kept runners never keep the process alive.
+ */
+export async function borrowModelRunner(dir: string, request: OutputRequest, options: SessionOptions = {}): Promise<ModelRunner> {
+  const key = JSON.stringify([resolve(dir), request, options])
+  let runner = idle.get(key)
+  idle.delete(key)
+  if (!runner) {
+    const others = [...idle.values()]
+    idle.clear()
+    await Promise.all(others.map((r) => r.close()))
+    runner = await startModelRunner(dir, request, options)
+  }
+  runner.keepAlive?.(true)
+  const lent = runner
+  let failed = false
+  let returned = false
+  return {
+    config: lent.config,
+    run: (tokens) => lent.run(tokens).catch((error: unknown) => {
+      failed = true
+      throw error
+    }),
+    async close() {
+      if (returned) return
+      returned = true
+      if (failed || idle.has(key)) return lent.close()
+      lent.keepAlive?.(false)
+      idle.set(key, lent)
+    },
+  }
 }
 
 const WORKER_SCRIPT = new URL('./model-worker-thread.js', import.meta.url)
@@ -61,6 +103,7 @@ export async function startModelRunner(dir: string, request: OutputRequest, opti
       worker.removeAllListeners('exit')
       await worker.terminate()
     },
+    keepAlive: (yes) => (yes ? worker.ref() : worker.unref()),
   }
 }
 

@@ -4,6 +4,7 @@ import { createHash } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { stat } from 'node:fs/promises'
 import { writeFileAtomic } from '../io/atomic-write.js'
+import { committedHash } from '../io/atomic-write.js'
 import { hashFile } from '../io/file-hash.js'
 
 /** sha256 (hex) of a JSON value with object keys sorted, so equal values hash equally whatever their key order. */
@@ -58,6 +59,8 @@ export class FileHashCache {
 
   /** The file's sha256; throws ENOENT-style errors for missing files. `quiet`: do not report the hashing. */
   async hash(path: string, options: { quiet?: boolean } = {}): Promise<string> {
+    const written = committedHash(path) // written by this process and unchanged since: no need to read it
+    if (written) return written
     const { size, mtimeMs } = await stat(path)
     const cached = this.entries[path]
     const settled = cached?.hashedAt !== undefined && cached.hashedAt - mtimeMs > RACY_MS

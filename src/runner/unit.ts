@@ -2,7 +2,7 @@
 // resolves, hash the outputs and record the unit in the manifest. A unit is "done" only from that moment.
 import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, rmSync, statSync } from 'node:fs'
 import { basename, dirname, join } from 'node:path'
-import { commitTemporary, temporaryPath, writeFileAtomic } from '../io/atomic-write.js'
+import { commitTemporary, committedHash, temporaryPath, writeFileAtomic } from '../io/atomic-write.js'
 import { sha256OfFile } from './hash.js'
 import { writeManifest, type ManifestEntry } from './manifest.js'
 import type { Reporter, StageMeter, UnitMeter } from './progress.js'
@@ -34,7 +34,8 @@ export async function runUnit(
     const path = join(outputDir, output)
     const size = fileSizeOrUndefined(path)
     if (size === undefined) throw new Error(`${stage.name} ${unit.id} finished without writing ${output}`)
-    records.push({ path: output, size, sha256: await sha256OfFile(path) })
+    // Files written through src/io/atomic-write.ts were hashed as they were written; others are read again.
+    records.push({ path: output, size, sha256: committedHash(path) ?? (await sha256OfFile(path)) })
   }
   const entry: ManifestEntry = {
     key: state.key,

@@ -2,7 +2,7 @@
 // ShardBuffer; then the shard's activation Parquet file and its statistics state.
 import { countValid, writeActivationShard } from '../../io/activation-store.js'
 import { writeSafetensors } from '../../io/safetensors.js'
-import { startModelRunner } from '../../model/model-worker.js'
+import { borrowModelRunner } from '../../model/model-worker.js'
 import type { StageContext } from '../../runner/stage.js'
 import { readTokenRows, type TokenRow } from '../tokenize/stage.js'
 import type { ExtractParams, ShardUnit } from './index.js'
@@ -40,7 +40,7 @@ export async function forwardShard(
   const positions = rows[0].tokens.length
   const valid = validPositions(rows.map((r) => r.tokens), positions, unit.skipIds)
   ctx.progress.setTotal(rows.length * positions)
-  const model = await startModelRunner(unit.checkpoint, EXTRACTION_REQUEST, { threads: ctx.execution.threads, provider: ctx.execution.provider })
+  const model = await borrowModelRunner(unit.checkpoint, EXTRACTION_REQUEST, { threads: ctx.execution.threads, provider: ctx.execution.provider })
   try {
     const layout = { nLayers: model.config.shape.nLayers, dMlp: model.config.shape.dMlp }
     const buffer = new ShardBuffer(layout, countValid(valid), options.topK, options.site)
