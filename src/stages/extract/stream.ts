@@ -22,6 +22,7 @@ import { EXTRACTION_REQUEST } from './shard.js'
 import { idsOf, ShardBuffer } from './shard-buffer.js'
 import { shardStatsTensors } from './shard-stats.js'
 import { validPositions } from './valid-positions.js'
+import { kernels } from '../../stats/kernels.js'
 
 export interface StreamUnit {
   id: 'stream'
@@ -63,6 +64,7 @@ interface StreamCheckpoint {
 export async function extractStream(u: StreamUnit & { checkpointing: Checkpointing }, ctx: StageContext<ExtractParams>): Promise<void> {
   const params = ctx.params.extract
   const { gemm } = loadFastGemm(ctx.execution.threads)
+  kernels.setThreads(ctx.execution.threads)
   const threads = Math.max(1, Math.floor(ctx.execution.threads / u.seeds.length))
   const runners = await Promise.all(u.seeds.map((s) => startModelRunner(s.checkpoint, EXTRACTION_REQUEST, { threads, provider: ctx.execution.provider })))
   try {
