@@ -72,18 +72,21 @@ async function main(): Promise<void> {
   )
   checkBuild()
   const probe = buildPeakProbe()
-  const results: [string, number, number][] = []
+  const results: [string, number, number, number][] = []
   for (const shape of shapes()) {
     console.log(`\n── ${shape.title} ──`)
     const ratios = await measureShape(shape, probe)
     results.push([shape.title, ...ratios])
   }
   console.log('\nsummary (wall):')
-  printTable(['shape', 'stage / numpy (≥ 0.90×)', 'stage / peak (≥ 80%)'], results.map(([title, numpy, peak]) => [title, `${numpy.toFixed(2)}×`, `${(100 * peak).toFixed(0)}%`]))
+  printTable(
+    ['shape', 'stage / numpy (≥ 0.90×)', 'stage / peak (≥ 80%)', `stage / numpy projected to ${STUDY_TOKENS.toExponential(0)} tokens`],
+    results.map(([title, numpy, peak, projected]) => [title, `${numpy.toFixed(2)}×`, `${(100 * peak).toFixed(0)}%`, `${projected.toFixed(2)}×`]),
+  )
 }
 
-/** Times the stage on one shape against numpy and the peak; returns stage/numpy and stage/peak, both wall. */
-async function measureShape({ seeds, project }: Shape, probe: string | undefined): Promise<[number, number]> {
+/** Times the stage on one shape against numpy and the peak; returns stage/numpy, stage/peak (both wall) and the projection. */
+async function measureShape({ seeds, project }: Shape, probe: string | undefined): Promise<[number, number, number]> {
   // untimed, skipped when up to date; stats holds each seed's within-layer moments, which correlate reads
   const prepared = await timed(() => runStages(project, 'tokenize,extract,stats'))
   if (/extract [1-9]\d* run/.test(prepared.value.output)) console.log(`(extracted the project first, untimed: ${prepared.wall.toFixed(0)} s)`)
@@ -138,7 +141,11 @@ async function measureShape({ seeds, project }: Shape, probe: string | undefined
   console.log(ratioLine('stage / peak (per CPU second, per core)', flops / s.cpu / 1e9 / peak.perCore, { min: 0.8, unit: '%' }))
   if (np) console.log(`numpy / peak (wall), for scale: ${((100 * flops) / np.wall / 1e9 / peak.wall).toFixed(0)}%`)
   printBreakdown(breakdown, infos.length)
-  return [np ? np.wall / s.wall : NaN, flops / s.wall / 1e9 / peak.wall]
+  const projected = np ? projectedRatio(breakdown, np.wall / T) : undefined
+  if (projected !== undefined) {
+    console.log(`projected to ${STUDY_TOKENS.toExponential(0)} tokens (the steady per-shard rate above, the once-per-pair costs spread): stage / numpy ≈ ${projected.toFixed(2)}×`)
+  }
+  return [np ? np.wall / s.wall : NaN, flops / s.wall / 1e9 / peak.wall, projected ?? NaN]
 }
 
 const rateCells = (flops: number, t: Timing) => [(flops / t.wall / 1e9).toFixed(1), (flops / t.cpu / 1e9).toFixed(1), t.wall.toFixed(1), t.cpu.toFixed(1)]
@@ -241,6 +248,7 @@ interface Breakdown {
   tokens: number
   perShard: [name: string, seconds: number, flops: number][] // flops: the step's GEMM work, 0 for none
   perPair: number // rotation baseline + maxima, once per pair
+  steady: { seconds: number; tokens: number } // read + cross sums of the shards after the first (which also sets up)
 }
 
 /**
@@ -255,6 +263,7 @@ async function pairBreakdown(names: string[], shards: string[][], infos: ShardIn
   const withinA = new WithinLayerMoments({ ...layout, gemm })
   const withinB = new WithinLayerMoments({ ...layout, gemm })
   const t = { read: 0, cross: 0, gemm: 0, within: 0 }
+  const steady = { seconds: 0, tokens: 0 }
   const product = new Float32Array(n * n)
   let a: ChunkRows | undefined, b: ChunkRows | undefined
   let tokens = 0
@@ -263,7 +272,12 @@ async function pairBreakdown(names: string[], shards: string[][], infos: ShardIn
     const read = await timed(async () => [await readActivationRows(shards[0][k], info, 0, n, a), await readActivationRows(shards[1][k], info, 0, n, b)])
     ;[a, b] = read.value
     t.read += read.wall
-    t.cross += (await timed(() => cross.add(a!, b!, info.tokens))).wall
+    const add = await timed(() => cross.add(a!, b!, info.tokens))
+    t.cross += add.wall
+    if (k > 0) {
+      steady.seconds += read.wall + add.wall
+      steady.tokens += info.tokens
+    }
     const [a32, b32] = [await readActivationBlock(shards[0][k], info, 0, n), await readActivationBlock(shards[1][k], info, 0, n)]
     t.gemm += (await timed(() => gemm(a32, b32, n, n, info.tokens, product))).wall
     t.within += (await timed(() => {
@@ -288,7 +302,20 @@ async function pairBreakdown(names: string[], shards: string[][], infos: ShardIn
       ['within-layer sums (stats stage, per seed)', t.within, withinFlops],
     ],
     perPair: finish.wall,
+    steady,
   }
+}
+
+// The reference study's scale: 1e8 tokens per seed (README, "Two modes").
+const STUDY_TOKENS = 1e8
+
+/**
+ * stage / numpy at STUDY_TOKENS, from the breakdown's steady per-token cost and its once-per-pair cost against
+ * numpy's measured per-token cost: what the ratio tends to once the fixed costs are spread over a real run.
+ */
+function projectedRatio(b: Breakdown, numpyPerToken: number): number | undefined {
+  if (b.steady.tokens === 0) return undefined
+  return (STUDY_TOKENS * numpyPerToken) / (b.perPair + (STUDY_TOKENS * b.steady.seconds) / b.steady.tokens)
 }
 
 function printBreakdown(b: Breakdown, shardCount: number): void {

@@ -96,7 +96,7 @@ export class WithinLayerMoments {
       const last = this.firstLayer + this.nLayers - 1
       throw new Error(`within-layer: layer ${layer} is outside ${this.firstLayer}..${last}`)
     }
-    return centredCross(acc.sums, 0, this.dMlp, false)
+    return centredCross(acc.sums, 0, this.dMlp, false, 0, this.dMlp, new Float64Array(this.dMlp * this.dMlp))
   }
 }
 
@@ -154,20 +154,25 @@ export class RotatedLayers {
     return rotationMatrix(this.dMlp, this.kind, this.seed, layer)
   }
 
+  /** The element type rotate() wants its cross tiles in (the products' precision). */
+  get tileType(): Float32ArrayConstructor | Float64ArrayConstructor {
+    return this.gemm ? Float32Array : Float64Array
+  }
+
   /**
-   * cov = D·R_ℓᵀ for `rows` anchors, D = [rows, d_mlp] centred cross sums against layer ℓ: cov[i, k] is
-   * n·cov(anchor i, rotated direction k). Also returns 1/√(n·var) of each direction (NaN where it is 0).
+   * cov = D·R_ℓᵀ for `rows` anchors, D = [rows, d_mlp] centred cross sums against layer ℓ (of {@link tileType}):
+   * cov[i, k] is n·cov(anchor i, rotated direction k). Also returns 1/√(n·var) of each direction (NaN where 0).
    */
-  rotate(layer: number, cross: Float64Array, rows: number): { cov: Float64Array | Float32Array; inverseRoot: Float64Array } {
+  rotate(layer: number, cross: Float32Array | Float64Array, rows: number): { cov: Float64Array | Float32Array; inverseRoot: Float64Array } {
     const d = this.dMlp
     const { matrix, inverseRoot } = this.layer(layer)
     if (matrix instanceof Float32Array) {
       const cov = new Float32Array(rows * d)
-      this.gemm!(Float32Array.from(cross), matrix, rows, d, d, cov)
+      this.gemm!(cross instanceof Float32Array ? cross : Float32Array.from(cross), matrix, rows, d, d, cov)
       return { cov, inverseRoot }
     }
     const cov = new Float64Array(rows * d)
-    this.gemm64(cross, matrix, rows, d, d, cov)
+    this.gemm64(cross instanceof Float64Array ? cross : Float64Array.from(cross), matrix, rows, d, d, cov)
     return { cov, inverseRoot }
   }
 
@@ -258,7 +263,8 @@ export class BaselineMaxima {
       if (layer >= this.nLayers) throw new Error(`baseline: rotated layer ${layer} ≥ ${this.nLayers} layers`)
       for (let i0 = 0; i0 < anchors.count; i0 += ANCHOR_TILE) {
         const rows = Math.min(ANCHOR_TILE, anchors.count - i0)
-        const { cov, inverseRoot: invV } = rotated.rotate(layer, centredCross(s, l * d, d, columns, i0, rows), rows)
+        const tile = centredCross(s, l * d, d, columns, i0, rows, new rotated.tileType(rows * d))
+        const { cov, inverseRoot: invV } = rotated.rotate(layer, tile, rows)
         for (let i = 0; i < rows; i++) {
           const anchor = anchors.start + i0 + i
           const sa = anchorScatter[i0 + i]
@@ -280,11 +286,10 @@ export class BaselineMaxima {
  * Not transposed: rows i0.. of the A block against B columns offset..offset+d. Transposed: B columns i0.. as
  * rows against A rows offset..offset+d (the anchors are B's neurons).
  */
-function centredCross(
-  s: Readonly<PearsonState>, offset: number, d: number, transposed: boolean, i0 = 0, rows = d,
-): Float64Array {
+function centredCross<T extends Float32Array | Float64Array>(
+  s: Readonly<PearsonState>, offset: number, d: number, transposed: boolean, i0: number, rows: number, out: T,
+): T {
   const nb = s.b.count, n = s.n
-  const out = new Float64Array(rows * d)
   if (!transposed) {
     for (let i = 0; i < rows; i++) {
       const src = (i0 + i) * nb + offset, sx = s.sumA[i0 + i] / n
