@@ -7,6 +7,7 @@ import { bytes } from '../runner/plan.js'
 import type { PlanEstimate } from '../runner/stage.js'
 import { HISTOGRAM_BINS } from '../stats/moments.js'
 import { layerBlocks, type LayerBlock } from './correlate/pair-sums.js'
+import { streamBlocks } from './extract/stream.js'
 
 export type ModelDims = Pick<ModelShape, 'nLayers' | 'dModel' | 'dMlp' | 'dVocab' | 'nCtx'>
 
@@ -113,12 +114,19 @@ export function storedPairMemory(a: ModelDims, b: ModelDims, blockLayers: number
   return blockNeurons * nB * (8 + 8 + 4) + withinLayerBytes(a) + withinLayerBytes(b) + (nA + nB + blockNeurons + nB) * shardValid * 4
 }
 
+/** The streamed pass's layer blocks (extract/stream.ts streamBlocks): how many passes, and A's layers per pass. */
+export function streamedPasses(s: Pick<Scenario, 'seeds' | 'maxMemoryGiB'>): { passes: number; layers: number } {
+  const blocks = streamBlocks(s.seeds.map((seed) => seed.dims), s.maxMemoryGiB)
+  return blocks ? { passes: blocks.length, layers: blocks[0].count } : { passes: 1, layers: Math.max(...s.seeds.map((seed) => seed.dims.nLayers)) }
+}
+
 /**
- * Peak memory of the streamed extract unit (extract/stream.ts): every seed's model, batch outputs, shard buffer
- * and within-layer sums, and every pair's full float64 cross sums (not blocked), copied once more while a
- * checkpoint is written; plus one pair's chunk product and shifted shard copies at a time.
+ * Peak memory of a streamed extract unit (extract/stream.ts): every seed's model, batch outputs, shard buffer
+ * and within-layer sums, and every pair's float64 cross sums for the pass's block of A's layers, copied once more
+ * while a checkpoint is written; plus one pair's chunk product and shifted shard copies at a time.
  */
-export function streamedMemory(s: Pick<Scenario, 'seeds' | 'shardValid' | 'ctx' | 'extract'>): number {
+export function streamedMemory(s: Pick<Scenario, 'seeds' | 'shardValid' | 'ctx' | 'extract' | 'maxMemoryGiB'>): number {
+  const { layers } = streamedPasses(s)
   let memory = 0
   for (const { dims } of s.seeds) {
     memory += modelMemory(dims) + batchOutputBytes(dims, s) + neuronCount(dims) * s.shardValid * 4 + 2 * withinLayerBytes(dims)
@@ -126,9 +134,9 @@ export function streamedMemory(s: Pick<Scenario, 'seeds' | 'shardValid' | 'ctx' 
   }
   let transient = 0
   for (const [a, b] of unorderedPairs(s.seeds)) {
-    const nA = neuronCount(a.dims), nB = neuronCount(b.dims)
-    memory += 2 * nA * nB * 8
-    transient = Math.max(transient, nA * nB * 4 + (nA + nB) * s.shardValid * 4)
+    const rowsA = Math.min(layers, a.dims.nLayers) * a.dims.dMlp, nB = neuronCount(b.dims)
+    memory += 2 * rowsA * nB * 8
+    transient = Math.max(transient, rowsA * nB * 4 + (rowsA + nB) * s.shardValid * 4)
   }
   return memory + transient
 }
@@ -222,20 +230,26 @@ export function estimateExtract(s: Scenario, rates: Rates, freeDiskBytes: number
     // same state again until the unit finishes.
     const sums = s.seeds.reduce((sum, { dims }) => sum + withinLayerBytes(dims), 0) +
       work.pairs.reduce((sum, [a, b]) => sum + crossSumsBytes(neuronCount(a.dims), neuronCount(b.dims)), 0)
+    // Each layer block is one more pass: every seed's forward pass again (the first pass alone sums the
+    // statistics), the pair sums split between the passes.
+    const { passes, layers } = streamedPasses(s)
     const gemmSeconds = rates.gemmFlopsPerSecond && (work.cross + work.within) / rates.gemmFlopsPerSecond
-    const seconds = f && gemmSeconds !== undefined ? forwardSeconds! + statisticsSeconds! + loads! + gemmSeconds : undefined
+    const seconds = f && gemmSeconds !== undefined ? passes * (forwardSeconds! + loads!) + statisticsSeconds! + gemmSeconds : undefined
     if (seconds !== undefined) {
-      notes.push(`time: forward ${duration(forwardSeconds!)} + statistics ${duration(statisticsSeconds!)} + pair sums ${duration(gemmSeconds!)} + loading models ${duration(loads!)}`)
+      const passTimes = `forward ${duration(forwardSeconds!)} + loading models ${duration(loads!)}`
+      notes.push(`time: ${passes > 1 ? `${passes} × (${passTimes})` : passTimes} + statistics ${duration(statisticsSeconds!)} + pair sums ${duration(gemmSeconds!)}`)
     }
     notes.push(
       `streamed: no activation files (stored would write ${decimalBytes(activations)}: ${perToken}); ` +
         `${decimalBytes(sums + statistics)} of sums and statistics, twice while the checkpoint exists`,
-      `streamed holds every pair's full N×N float64 sums in memory at once (${work.pairs.length} × ` +
-        `${gib(crossSumsBytes(neuronCount(first), neuronCount(first)))}); max_memory_gib blocks stored mode only`,
+      passes > 1
+        ? `streamed: all ${work.pairs.length} pairs' float64 sums (${gib(work.pairs.length * crossSumsBytes(neuronCount(first), neuronCount(first)))}) do not fit ` +
+          `max_memory_gib ${s.maxMemoryGiB}: ${passes} passes over the data, each with ≤ ${layers} of A's layers`
+        : `streamed: all ${work.pairs.length} pairs' float64 sums fit max_memory_gib ${s.maxMemoryGiB}: one pass`,
     )
     estimate = {
       tokens: s.tokensPerSeed * s.seeds.length,
-      flops: forwardFlops + work.cross + work.within,
+      flops: passes * forwardFlops + work.cross + work.within,
       diskBytes: 2 * (sums + statistics),
       memoryBytes: streamedMemory(s),
       seconds,
@@ -286,7 +300,7 @@ export function estimateCorrelate(s: Scenario, rates: Rates): PlanEstimate {
   return { tokens: stored ? s.validPerSeed * work.pairs.length : undefined, flops, diskBytes: tables + checkpoint, memoryBytes: memory, seconds, notes }
 }
 
-/** Whether a pair's sums fit max_memory_gib, and if not, the layer blocks stored mode uses (streamed: `pairs` at once). */
+/** Whether a pair's sums fit max_memory_gib, and if not, the layer blocks stored mode uses (streamed: see extract). */
 function blockSentence(a: ModelDims, b: ModelDims, blocks: LayerBlock[], maxMemoryGiB: number, streamedPairs?: number): string {
   const full = crossSumsBytes(neuronCount(a), neuronCount(b))
   if (blocks.length === 1) return `the float64 cross sums (${gib(full)} per pair) fit max_memory_gib ${maxMemoryGiB}: one pass per pair`
@@ -294,7 +308,7 @@ function blockSentence(a: ModelDims, b: ModelDims, blocks: LayerBlock[], maxMemo
   const head = `blocking needed: the float64 cross sums (${gib(full)} per pair) do not fit max_memory_gib ${maxMemoryGiB}`
   return streamedPairs === undefined
     ? `${head}, so A's layers go in ${split}`
-    : `${head}; stored mode would split A's layers in ${split}; streamed mode does not block: it holds all ${streamedPairs} pairs' sums at once (${gib(streamedPairs * full)})`
+    : `${head}; stored mode would split A's layers in ${split}; streamed mode blocks all ${streamedPairs} pairs' sums together (see extract)`
 }
 
 export function estimateStats(s: Scenario): PlanEstimate {

@@ -16,7 +16,7 @@ import { WithinLayerMoments, type WithinLayerState } from '../stats/baseline.js'
 import { binnedMoments, HISTOGRAM_BINS, NeuronMoments } from '../stats/moments.js'
 import { TopActivations } from '../stats/top-activations.js'
 import { activationPath, shardName, shardStatsPath } from './extract/index.js'
-import { streamStatsPath, streamWithinPath } from './extract/stream.js'
+import { streamStatsPath, streamUnitId, streamWithinPath } from './extract/stream.js'
 import { readShardStats } from './extract/shard-stats.js'
 import { planStats } from './stage-plans.js'
 import { kernels } from '../stats/kernels.js'
@@ -87,14 +87,15 @@ async function withinLayerState(u: SeedStatsUnit, ctx: StageContext<unknown>): P
 
 function seedUnits(cfg: PipelineConfig, upstream: UpstreamView): SeedStatsUnit[] {
   const done = upstream.units('extract')
-  const streamed = done.some((u) => u.id === 'stream')
+  // In streamed mode the first (or only) pass of extract summed the statistics.
+  const streamed = done.find((u) => u.id === streamUnitId() || u.id.startsWith('stream-1of'))
   return cfg.seeds.flatMap((seed): SeedStatsUnit[] => {
     const shards = done.filter((u) => u.id.startsWith(`${seed.name}/`)).map((u) => Number(u.id.split('shard-')[1]))
     if (!streamed && shards.length === 0) return []
     const dMlp = readModelConfig(seed.checkpoint).shape.dMlp
     if (streamed) {
       const within = { streamed: streamWithinPath(seed.name) }
-      return [{ id: seed.name, seed: seed.name, parts: [streamStatsPath(seed.name)], from: ['stream'], dMlp, within }]
+      return [{ id: seed.name, seed: seed.name, parts: [streamStatsPath(seed.name)], from: [streamed.id], dMlp, within }]
     }
     const parts = shards.map((shard) => shardStatsPath(seed.name, shard))
     const within = { shards: shards.map((shard) => activationPath(seed.name, shard)) }

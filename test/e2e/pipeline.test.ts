@@ -237,6 +237,24 @@ describe('streamed mode', () => {
   })
 })
 
+describe('streamed mode split into layer blocks', () => {
+  test('runs one pass per block of A\'s layers when the pairs\' sums do not fit max_memory_gib, with the same tables', async () => {
+    // 3 pairs × one layer of A (64 × 128 neurons) × 16 bytes ≈ 0.4 MB: a budget of 0.0005 GiB fits one layer at a time
+    const yaml = config('out-blocked', 'streamed') + 'correlate: { max_memory_gib: 0.0005 }\n'
+    writeFileSync(join(root, 'blocked.yaml'), yaml)
+    const run = runCli(['run', '--config', 'blocked.yaml'], root)
+    expect(run.status, run.stderr).toBe(0)
+    expect(run.stdout + run.stderr).toMatch(/extract 2 run/)
+    expect(existsSync(join(root, 'out-blocked', 'extract', 'pairs', 's0--s1.cross.layers-1-1.safetensors'))).toBe(true)
+    const files = [...SEEDS.map((s) => `universal/${s}.parquet`), 'correlate/s0--s1.parquet', 'correlate/s0--s2.parquet', 'correlate/s1--s2.parquet']
+    for (const file of files) {
+      expect(readFileSync(join(root, 'out-blocked', file)).equals(readFileSync(out(file))), file).toBe(true)
+    }
+    const again = runCli(['run', '--config', 'blocked.yaml'], root)
+    expect(again.stdout + again.stderr).toMatch(/extract 0 run, 2 skipped; stats 0 run, 3 skipped; correlate 0 run, 3 skipped/)
+  })
+})
+
 describe('reextract', () => {
   test('stores only the chosen neurons and a matched random sample of their layers, equal to the full extraction', async () => {
     const budget = CTX * ROWS_PER_SHARD * 2

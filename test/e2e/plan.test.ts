@@ -87,7 +87,9 @@ describe('seedscope plan', () => {
     expect(study.stdout).toMatch(/^correlate: 10 pairs × 2·N²·T = 2\.72e\+17 FLOPs \(N = 36,864, T = 1\.0e8 valid tokens\)/m)
     expect(study.stdout).toMatch(/^correlate: accumulators per pair: N² = 5\.1 GiB float32, 10\.1 GiB float64/m)
     expect(study.stdout).toMatch(/^correlate: blocking needed: .* max_memory_gib 8; stored mode would split A's layers in 3 blocks of ≤ 4 layers/m)
-    expect(study.stdout).toMatch(/^extract: time: forward [\d.]+ d \+ statistics .* \+ pair sums [\d.]+ d \+ loading models .*$/m)
+    // 10 pairs' sums for one layer of A (10 × 3072 × 36,864 × 8 bytes, plus margin) exceed 8 GiB: a pass per layer
+    expect(study.stdout).toMatch(/^extract: time: 12 × \(forward [\d.]+ d \+ loading models .*\) \+ statistics .* \+ pair sums [\d.]+ d$/m)
+    expect(study.stdout).toMatch(/^extract: streamed: all 10 pairs' float64 sums \(101\.\d GiB\) do not fit max_memory_gib 8: 12 passes over the data, each with ≤ 1 of A's layers/m)
     expect(study.stdout).toMatch(/^plan: \d+ units to run, about [\d.]+ d/m)
   })
 

@@ -6,7 +6,8 @@
 // The universal stage then aggregates the pairs of each seed.
 import type { PipelineConfig } from '../../config.js'
 import type { Stage, Unit } from '../../runner/stage.js'
-import { shardName } from '../extract/index.js'
+import { shardName, streamedBlocks } from '../extract/index.js'
+import { type StreamBlock, streamUnitId } from '../extract/stream.js'
 import { correlatePair } from './pair.js'
 import { finishStreamedPair } from './streamed.js'
 import { planCorrelate } from '../stage-plans.js'
@@ -19,7 +20,7 @@ export interface Checkpointing {
 
 export type PairUnit = Unit & { a: string; b: string; checkpointing: Checkpointing } & (
     | { mode: 'stored'; shards: number[] } // extract shards both seeds have, in order
-    | { mode: 'streamed' }
+    | { mode: 'streamed'; blocks?: StreamBlock[] } // the layer blocks of the streamed pass, if it was split
   )
 
 export type CorrelateParams = ReturnType<typeof correlateParams>
@@ -46,12 +47,14 @@ export const correlate: Stage<PairUnit, CorrelateParams> = {
   units(cfg, upstream) {
     const done = new Set(upstream.units('extract').map((u) => u.id))
     const streamed = cfg.extract.mode === 'streamed'
+    const blocks = streamed ? streamedBlocks(cfg) : undefined
+    const streamDone = (blocks?.map(streamUnitId) ?? [streamUnitId()]).every((id) => done.has(id))
     const units: PairUnit[] = []
     cfg.seeds.forEach((a, i) => {
       for (const b of cfg.seeds.slice(i + 1)) {
         const base = { id: pairName(a.name, b.name), a: a.name, b: b.name, checkpointing: checkpointing(cfg) }
         if (streamed) {
-          if (done.has('stream')) units.push({ ...base, mode: 'streamed' })
+          if (streamDone) units.push({ ...base, mode: 'streamed', ...(blocks ? { blocks } : {}) })
           continue
         }
         const shards = [...done]
@@ -67,7 +70,7 @@ export const correlate: Stage<PairUnit, CorrelateParams> = {
   inputs: (u) => {
     const within = [u.a, u.b].map((seed) => ({ stage: 'stats', unit: seed }))
     return u.mode === 'streamed'
-      ? { units: [{ stage: 'extract', unit: 'stream' }, ...within] }
+      ? { units: [...(u.blocks?.map(streamUnitId) ?? [streamUnitId()]).map((unit) => ({ stage: 'extract', unit })), ...within] }
       : { units: [...[u.a, u.b].flatMap((seed) => u.shards.map((s) => ({ stage: 'extract', unit: `${seed}/${shardName(s)}` }))), ...within] }
   },
   run: (u, ctx) => (u.mode === 'streamed' ? finishStreamedPair(u, ctx) : correlatePair(u, ctx)),

@@ -1,17 +1,19 @@
 // The extract stage (SPEC §1, §2, §4, §7): run every seed over the main split's token rows, shard by shard.
 // Stored mode (one unit per seed × shard, the most a kill can lose) keeps the site's activations at the valid
 // positions as neuron-major Parquet (src/io/activation-store.ts) plus each shard's statistics, which the stats
-// stage merges per seed. Streamed mode (one unit) runs all seeds on the same rows and feeds the correlation sums
-// and statistics in memory, checkpointed, writing no activations (src/stages/extract/stream.ts).
+// stage merges per seed. Streamed mode (one unit, or one per layer block when the sums do not fit
+// correlate.max_memory_gib) runs all seeds on the same rows and feeds the correlation sums and statistics in
+// memory, checkpointed, writing no activations (src/stages/extract/stream.ts).
 import type { PipelineConfig } from '../../config.js'
 import { UserError } from '../../errors.js'
 import { checkpointFiles } from '../../io/checkpoint.js'
+import { readModelConfig } from '../../model/hf-config.js'
 import type { Stage, StageContext, Unit, UpstreamView } from '../../runner/stage.js'
 import { planExtract } from '../stage-plans.js'
 import { type Checkpointing, checkpointing } from '../correlate/index.js'
 import { TOKENIZE_OUTPUTS, tokenizeSummary } from '../tokenize/stage.js'
 import { extractShard } from './shard.js'
-import { extractStream, streamOutputs, type StreamUnit } from './stream.js'
+import { extractStream, type StreamBlock, streamBlocks, streamOutputs, streamUnitId, type StreamUnit } from './stream.js'
 import { skipTokenIds } from './valid-positions.js'
 
 export interface ShardUnit extends Unit {
@@ -54,7 +56,21 @@ export const extract: Stage<ExtractUnit, ExtractParams> = {
   plan: planExtract,
 }
 
-/** Stored: every seed × shard of the main split. Streamed: one unit over every shard. */
+/** The layer blocks of the streamed pass for this config, or undefined when it is one pass (see streamBlocks). */
+export function streamedBlocks(cfg: PipelineConfig): StreamBlock[] | undefined {
+  return streamBlocks(seedLayouts(cfg), cfg.correlate.max_memory_gib)
+}
+
+/** Each seed's layers and d_mlp from its config.json; [] when one cannot be read (the unit's inputs then say why). */
+function seedLayouts(cfg: PipelineConfig): { nLayers: number; dMlp: number }[] {
+  try {
+    return cfg.seeds.map((s) => readModelConfig(s.checkpoint).shape)
+  } catch {
+    return []
+  }
+}
+
+/** Stored: every seed × shard of the main split. Streamed: one unit over every shard (one per layer block). */
 export async function extractUnits(cfg: PipelineConfig, upstream: UpstreamView): Promise<ExtractUnit[]> {
   if (upstream.units('tokenize').length === 0) return []
   const summaryPath = upstream.path(TOKENIZE_OUTPUTS.summary)
@@ -72,7 +88,9 @@ export async function extractUnits(cfg: PipelineConfig, upstream: UpstreamView):
   }))
   if (cfg.extract.mode === 'streamed') {
     const seeds = cfg.seeds.map((s) => ({ name: s.name, checkpoint: s.checkpoint }))
-    return [{ id: 'stream', kind: 'stream', seeds, shards, skipIds, checkpointing: checkpointing(cfg) }]
+    const unit = { kind: 'stream' as const, seeds, shards, skipIds, checkpointing: checkpointing(cfg) }
+    const blocks = streamedBlocks(cfg)
+    return blocks ? blocks.map((block) => ({ ...unit, id: streamUnitId(block), block })) : [{ ...unit, id: streamUnitId() }]
   }
   return cfg.seeds.flatMap((seed) =>
     shards.map((s): ShardUnit => ({ id: `${seed.name}/${shardName(s.shard)}`, kind: 'shard', seed: seed.name, checkpoint: seed.checkpoint, ...s, skipIds })),

@@ -21,6 +21,7 @@ export class ShardBuffer {
     topK: number,
     private readonly site: Site,
     storage?: Float32Array, // memory for acts to reuse (fresh memory costs a page fault per 4 KiB on first write)
+    private readonly statistics = true, // false: activations only (a streamed pass after the first)
   ) {
     const neurons = layout.nLayers * layout.dMlp
     if (storage && storage.length < neurons * tokens) throw new Error(`shard buffer: storage of ${storage.length} values for ${neurons} neurons × ${tokens} tokens`)
@@ -40,8 +41,10 @@ export class ShardBuffer {
     for (let layer = 0; layer < nLayers; layer++) {
       const offset = layer * dMlp
       const act = outputs[hook(layer)].data
-      this.moments.add(outputs[site.mlpPre(layer)].data, tokens, { valid, neuronOffset: offset })
-      this.top.add(act, tokens, { firstRow, nPos: positions }, { valid, neuronOffset: offset })
+      if (this.statistics) {
+        this.moments.add(outputs[site.mlpPre(layer)].data, tokens, { valid, neuronOffset: offset })
+        this.top.add(act, tokens, { firstRow, nPos: positions }, { valid, neuronOffset: offset })
+      }
       scatterNeuronMajor(act, valid, dMlp, offset, this.acts, this.tokens, this.column)
     }
     for (let t = 0; t < tokens; t++) this.column += valid[t]

@@ -14,7 +14,7 @@ import { WithinLayerMoments, type WithinLayerState } from '../../stats/baseline.
 import { type MomentsState, NeuronMoments } from '../../stats/moments.js'
 import { TopActivations, type TopActivationsState } from '../../stats/top-activations.js'
 import { PearsonAccumulator, type PearsonState } from '../../stats/pearson.js'
-import { addChunk, ALL_LAYERS, crossSums } from '../correlate/pair-sums.js'
+import { addChunk, ALL_LAYERS, crossSums, type LayerBlock, layerBlocks, type ModelLayout } from '../correlate/pair-sums.js'
 import { readTokenRows } from '../tokenize/stage.js'
 import type { Checkpointing } from '../correlate/index.js'
 import type { ExtractParams } from './index.js'
@@ -24,27 +24,53 @@ import { shardStatsTensors } from './shard-stats.js'
 import { validPositions } from './valid-positions.js'
 import { kernels } from '../../stats/kernels.js'
 
+/**
+ * One pass of every seed over every shard. When all pairs' float64 cross sums do not fit correlate.max_memory_gib,
+ * the pass is split by A's layers: unit k of n accumulates layers [first, first + count) of each pair's A against
+ * all of B, and runs the forward passes again (SPEC §7: recomputing is cheaper than storing). The first unit also
+ * sums the statistics and within-layer moments.
+ */
 export interface StreamUnit {
-  id: 'stream'
+  id: string // 'stream', or 'stream-<k>of<n>' when blocked
   kind: 'stream'
   seeds: { name: string; checkpoint: string }[]
   shards: { shard: number; rowStart: number; rowEnd: number }[]
   skipIds: number[]
+  block?: StreamBlock
+}
+
+export interface StreamBlock extends LayerBlock {
+  index: number // 0-based
+  total: number
 }
 
 export const streamStatsPath = (seed: string) => `extract/${seed}/stream.stats.safetensors`
 export const streamWithinPath = (seed: string) => `extract/${seed}/stream.within.safetensors`
-export const streamCrossPath = (a: string, b: string) => `extract/pairs/${a}--${b}.cross.safetensors`
+export const streamCrossPath = (a: string, b: string, block?: StreamBlock) =>
+  `extract/pairs/${a}--${b}.cross${block ? `.layers-${block.first}-${block.first + block.count - 1}` : ''}.safetensors`
+
+/** The stream units' ids: 'stream' unblocked, else 'stream-1of3', 'stream-2of3', … */
+export const streamUnitId = (block?: Pick<StreamBlock, 'index' | 'total'>) => (block ? `stream-${block.index + 1}of${block.total}` : 'stream')
 
 export function seedPairs<T extends { name: string }>(seeds: readonly T[]): [T, T][] {
   return seeds.flatMap((a, i) => seeds.slice(i + 1).map((b): [T, T] => [a, b]))
 }
 
+/**
+ * The layer blocks of a streamed pass: none when every pair's sums fit `maxMemoryGiB` at once, else blocks of A's
+ * layers sized for all pairs together. Blocking needs one layout for all seeds (a seed family shares it).
+ */
+export function streamBlocks(layouts: readonly ModelLayout[], maxMemoryGiB: number): StreamBlock[] | undefined {
+  const pairs = (layouts.length * (layouts.length - 1)) / 2
+  const [first] = layouts
+  if (pairs === 0 || layouts.some((l) => l.nLayers !== first.nLayers || l.dMlp !== first.dMlp)) return undefined
+  const blocks = layerBlocks(first, first, (maxMemoryGiB * 2 ** 30) / pairs)
+  return blocks.length === 1 ? undefined : blocks.map((b, index) => ({ ...b, index, total: blocks.length }))
+}
+
 export function streamOutputs(u: StreamUnit): string[] {
-  return [
-    ...u.seeds.flatMap((s) => [streamStatsPath(s.name), streamWithinPath(s.name)]),
-    ...seedPairs(u.seeds).map(([a, b]) => streamCrossPath(a.name, b.name)),
-  ]
+  const sums = !u.block || u.block.index === 0 ? u.seeds.flatMap((s) => [streamStatsPath(s.name), streamWithinPath(s.name)]) : []
+  return [...sums, ...seedPairs(u.seeds).map(([a, b]) => streamCrossPath(a.name, b.name, u.block))]
 }
 
 interface SeedSums {
@@ -87,8 +113,10 @@ export async function extractStream(u: StreamUnit & { checkpointing: Checkpointi
     })
     const cross: PearsonAccumulator[] = pairs.map(([a, b]) => {
       const state = saved?.pairs[`${a.name}--${b.name}`]
-      return state ? PearsonAccumulator.fromState(state, gemm) : crossSums(layouts[a.index], layouts[b.index], ALL_LAYERS(layouts[a.index]), gemm)
+      return state ? PearsonAccumulator.fromState(state, gemm) : crossSums(layouts[a.index], layouts[b.index], u.block ?? ALL_LAYERS(layouts[a.index]), gemm)
     })
+    const seedSums = !u.block || u.block.index === 0 // later blocks only add their layers' cross sums
+    if (u.block) ctx.log(`layer block ${u.block.index + 1} of ${u.block.total}: A's layers ${u.block.first}–${u.block.first + u.block.count - 1} against all of B, to fit correlate.max_memory_gib`)
     const firstShard = saved?.shardsDone ?? 0
     const rowsOf = (k: number) => u.shards[k].rowEnd - u.shards[k].rowStart
     const totalRows = u.shards.reduce((sum, _, k) => sum + rowsOf(k), 0)
@@ -109,7 +137,7 @@ export async function extractStream(u: StreamUnit & { checkpointing: Checkpointi
       const valid = validPositions(rows.map((r) => r.tokens), positions, u.skipIds)
       const tokens = countValid(valid)
       storage ??= layouts.map((l) => new Float32Array(l.nLayers * l.dMlp * maxShardRows * positions))
-      const buffers = layouts.map((layout, i) => new ShardBuffer(layout, tokens, params.top_k, params.site, storage![i]))
+      const buffers = layouts.map((layout, i) => new ShardBuffer(layout, tokens, params.top_k, params.site, storage![i], seedSums))
       for (let start = 0; start < rows.length; start += params.batch_rows) {
         const batch = rows.slice(start, start + params.batch_rows)
         const ids = { data: idsOf(batch, positions), batch: batch.length, positions }
@@ -121,11 +149,13 @@ export async function extractStream(u: StreamUnit & { checkpointing: Checkpointi
       }
       // The shard's activations enter every accumulator as one chunk, as stored mode reads them back.
       pairs.forEach(([a, b], p) => addChunk(cross[p], buffers[a.index].acts, buffers[b.index].acts, tokens))
-      sums.forEach((s, i) => {
-        s.within.add(buffers[i].acts, tokens)
-        s.moments.merge(buffers[i].moments)
-        s.top.merge(buffers[i].top)
-      })
+      if (seedSums) {
+        sums.forEach((s, i) => {
+          s.within.add(buffers[i].acts, tokens)
+          s.moments.merge(buffers[i].moments)
+          s.top.merge(buffers[i].top)
+        })
+      }
       tokensSinceCheckpoint += tokens
       const due = tokensSinceCheckpoint >= u.checkpointing.tokens || Date.now() - lastCheckpoint >= u.checkpointing.minutes * 60_000
       if (due && k + 1 < u.shards.length) {
@@ -134,11 +164,13 @@ export async function extractStream(u: StreamUnit & { checkpointing: Checkpointi
         lastCheckpoint = Date.now()
       }
     }
-    u.seeds.forEach((s, i) => {
-      writeSafetensors(ctx.outputPath(streamStatsPath(s.name)), shardStatsTensors(sums[i].moments, sums[i].top))
-      writeStateFile(ctx.outputPath(streamWithinPath(s.name)), sums[i].within.state())
-    })
-    pairs.forEach(([a, b], p) => writeStateFile(ctx.outputPath(streamCrossPath(a.name, b.name)), cross[p].state()))
+    if (seedSums) {
+      u.seeds.forEach((s, i) => {
+        writeSafetensors(ctx.outputPath(streamStatsPath(s.name)), shardStatsTensors(sums[i].moments, sums[i].top))
+        writeStateFile(ctx.outputPath(streamWithinPath(s.name)), sums[i].within.state())
+      })
+    }
+    pairs.forEach(([a, b], p) => writeStateFile(ctx.outputPath(streamCrossPath(a.name, b.name, u.block)), cross[p].state()))
   } finally {
     await Promise.all(runners.map((r) => r.close()))
   }
@@ -161,5 +193,5 @@ function checkpoint(
 }
 
 function rowsFingerprint(u: StreamUnit): string {
-  return createHash('sha256').update(JSON.stringify({ shards: u.shards, skip: u.skipIds, seeds: u.seeds.map((s) => s.name) })).digest('hex')
+  return createHash('sha256').update(JSON.stringify({ shards: u.shards, skip: u.skipIds, seeds: u.seeds.map((s) => s.name), block: u.block })).digest('hex')
 }
