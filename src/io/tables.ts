@@ -4,7 +4,7 @@
 import { createHash } from 'node:crypto'
 import { closeSync, fdatasync, fstatSync, fsyncSync, mkdirSync, openSync, readSync, rmSync, writeSync } from 'node:fs'
 import { dirname } from 'node:path'
-import { asyncBufferFromFile, parquetMetadata, parquetMetadataAsync, parquetReadObjects, parquetSchema } from 'hyparquet'
+import { asyncBufferFromFile, parquetMetadata, parquetReadObjects, parquetSchema } from 'hyparquet'
 import { parquetHeader } from 'hyparquet/src/column.js'
 import type { FileMetaData, SchemaElement } from 'hyparquet'
 import { ByteWriter, ParquetWriter } from 'hyparquet-writer'
@@ -232,6 +232,7 @@ export function readPlainBlobs(path: string, column: string, rowStart: number, r
   }
 }
 
+/** The file's footer (FileMetaData): its length and magic from the last 8 bytes, then the footer itself. */
 function readFooterSync(fd: number, path: string): FileMetaData {
   const size = fstatSync(fd).size
   const tail = Buffer.alloc(8)
@@ -271,8 +272,12 @@ export function readInt32Blob(bytes: Uint8Array): Int32Array {
 }
 
 async function readFooter(path: string): Promise<FileMetaData> {
-  const file = await asyncBufferFromFile(path)
-  return parquetMetadataAsync(file)
+  const fd = openSync(path, 'r')
+  try {
+    return readFooterSync(fd, path)
+  } finally {
+    closeSync(fd)
+  }
 }
 
 function describe(metadata: FileMetaData): TableInfo {
