@@ -128,19 +128,22 @@ export async function readActivationRows(path: string, info: ShardInfo, start: n
 
 /** Rows [start, end) of a shard, decoded: [end − start, tokens], neuron-major. */
 export async function readActivationBlock(path: string, info: ShardInfo, start: number, end: number): Promise<Float32Array> {
-  const out = new Float32Array((end - start) * info.tokens)
   const width = info.dtype === 'float16' ? 2 : 4
-  const blobs = LITTLE_ENDIAN ? readActivationBlobs(path, info, start, end) : undefined
-  if (blobs && width === 4) {
-    const outBytes = new Uint8Array(out.buffer)
-    blobs.offsets.forEach((at, i) => outBytes.set(blobs.bytes.subarray(at, at + info.tokens * 4), i * info.tokens * 4))
-    return out
-  }
-  const records = await readTable(path, { columns: ['acts'], rowStart: start, rowEnd: end })
-  records.forEach((record, i) => {
-    const blob = record.acts as Uint8Array
-    checkBlobLength(path, start + i, blob.length, info.tokens, width)
-    out.set(width === 2 ? fromFloat16Bytes(blob) : fromLittleEndianFloat32(blob), i * info.tokens)
+  const blobs = readActivationBlobs(path, info, start, end) // lengths checked there
+  const views = blobs
+    ? Array.from(blobs.offsets, (at) => blobs.bytes.subarray(at, at + info.tokens * width))
+    : (await readTable(path, { columns: ['acts'], rowStart: start, rowEnd: end })).map((record, i) => {
+        const blob = record.acts as Uint8Array
+        checkBlobLength(path, start + i, blob.length, info.tokens, width)
+        return blob
+      })
+  const out = new Float32Array((end - start) * info.tokens)
+  const outBytes = new Uint8Array(out.buffer)
+  views.forEach((blob, i) => {
+    // float32 on a little-endian machine: copy the bytes as they are (blobs sit at any byte offset in a page,
+    // so viewing them as Float32Array would need a per-element DataView read: 10× slower).
+    if (width === 4 && LITTLE_ENDIAN) outBytes.set(blob, i * info.tokens * 4)
+    else out.set(width === 2 ? fromFloat16Bytes(blob) : fromLittleEndianFloat32(blob), i * info.tokens)
   })
   return out
 }
