@@ -15,7 +15,8 @@ import type { Stage, StageContext, Unit, UpstreamView } from '../runner/stage.js
 import { WithinLayerMoments, type WithinLayerState } from '../stats/baseline.js'
 import { binnedMoments, HISTOGRAM_BINS, NeuronMoments } from '../stats/moments.js'
 import { TopActivations } from '../stats/top-activations.js'
-import { activationPath, shardName, shardStatsPath } from './extract/index.js'
+import type { ChunkRows } from '../stats/pearson.js'
+import { activationPath, shardName, shardStatsPath, streamedBlocks } from './extract/index.js'
 import { streamStatsPath, streamUnitId, streamWithinPath } from './extract/stream.js'
 import { readShardStats } from './extract/shard-stats.js'
 import { planStats } from './stage-plans.js'
@@ -73,7 +74,7 @@ async function withinLayerState(u: SeedStatsUnit, ctx: StageContext<unknown>): P
   const { gemm } = loadFastGemm(ctx.execution.threads)
   kernels.setThreads(ctx.execution.threads)
   let within: WithinLayerMoments | undefined
-  let rows: Awaited<ReturnType<typeof readActivationRows>> | undefined
+  let rows: ChunkRows | undefined
   for (const file of u.within.shards) {
     const path = ctx.upstream.path(file)
     const info = await readActivationShardInfo(path)
@@ -88,7 +89,8 @@ async function withinLayerState(u: SeedStatsUnit, ctx: StageContext<unknown>): P
 function seedUnits(cfg: PipelineConfig, upstream: UpstreamView): SeedStatsUnit[] {
   const done = upstream.units('extract')
   // In streamed mode the first (or only) pass of extract summed the statistics.
-  const streamed = done.find((u) => u.id === streamUnitId() || u.id.startsWith('stream-1of'))
+  const firstPass = streamUnitId(streamedBlocks(cfg)?.[0])
+  const streamed = done.find((u) => u.id === firstPass)
   return cfg.seeds.flatMap((seed): SeedStatsUnit[] => {
     const shards = done.filter((u) => u.id.startsWith(`${seed.name}/`)).map((u) => Number(u.id.split('shard-')[1]))
     if (!streamed && shards.length === 0) return []
