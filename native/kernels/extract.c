@@ -190,6 +190,42 @@ static void scatter(const float* chunk, const int64_t* valid_tokens, int64_t n_v
   }
 }
 
+enum { FLOAT16_MAX = 65504 };
+
+// float32 → IEEE binary16 bits, round to nearest even, subnormals included (F. Giesen's float_to_half_fast3_rtne):
+// both paths are computed and one selected, so the loop vectorizes. Only called on |x| ≤ 65504.
+static inline uint16_t float_to_half(float value) {
+  union { float f; uint32_t u; } x = {value}, subnormal_magic = {.u = ((127 - 15) + (23 - 10) + 1) << 23};
+  uint32_t sign = x.u & 0x80000000u;
+  x.u ^= sign;
+  // |x| < 2^-14: the half is subnormal or zero. Adding the magic 0.5 aligns the 10 mantissa bits at the bottom
+  // of the float, and the float addition rounds them to nearest even.
+  union { float f; uint32_t u; } aligned = {x.f + subnormal_magic.f};
+  uint32_t small = aligned.u - subnormal_magic.u;
+  // Normal: rebias the exponent and round the 13 dropped mantissa bits to nearest even.
+  uint32_t normal = (x.u + ((uint32_t)(15 - 127) << 23) + 0xfff + ((x.u >> 13) & 1)) >> 13;
+  return (uint16_t)((x.u < (113u << 23) ? small : normal) | (sign >> 16));
+}
+
+// Encodes values as binary16 into out; returns -1, or the index of the first value that float16 cannot hold
+// (|x| > 65504 or NaN: the reference study wrote those as ±Inf), then out is incomplete.
+VECTOR_CLONES
+static int64_t to_float16(const float* values, int64_t n, uint16_t* out) {
+  enum { BLOCK = 4096 };
+  for (int64_t start = 0; start < n; start += BLOCK) {
+    int64_t end = n - start < BLOCK ? n : start + BLOCK;
+    int out_of_range = 0;
+    for (int64_t i = start; i < end; i++) out_of_range |= !(fabsf(values[i]) <= FLOAT16_MAX);
+    if (out_of_range) {
+      for (int64_t i = start; i < end; i++) {
+        if (!(fabsf(values[i]) <= FLOAT16_MAX)) return i;
+      }
+    }
+    for (int64_t i = start; i < end; i++) out[i] = float_to_half(values[i]);
+  }
+  return -1;
+}
+
 // ---- N-API wrappers ----
 
 typedef struct {
@@ -338,11 +374,32 @@ static napi_value ScatterNeuronMajor(napi_env env, napi_callback_info info) {
   return result;
 }
 
+// toFloat16(values, out): out[i] = binary16 bits of values[i]; returns -1 or the first index float16 cannot hold.
+static napi_value ToFloat16(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  if (!get_args(env, info, 2, argv, "toFloat16(values, out)")) return NULL;
+  float* values;
+  uint16_t* out;
+  size_t n, out_length;
+  if (!typed_arg(env, argv[0], napi_float32_array, "values", (void**)&values, &n) ||
+      !typed_arg(env, argv[1], napi_uint16_array, "out", (void**)&out, &out_length)) {
+    return NULL;
+  }
+  if (out_length < n) {
+    range_error(env, "kernels: out has %zu values, need %zu", out_length, n);
+    return NULL;
+  }
+  napi_value result;
+  napi_create_double(env, (double)to_float16(values, (int64_t)n, out), &result);
+  return result;
+}
+
 napi_status register_extract(napi_env env, napi_value exports) {
   static pthread_once_t edges_once = PTHREAD_ONCE_INIT;  // worker threads load the module too
   pthread_once(&edges_once, init_edges);
   napi_status s = define_function(env, exports, "momentSums", MomentSums);
   if (s == napi_ok) s = define_function(env, exports, "powerSums", PowerSums);
   if (s == napi_ok) s = define_function(env, exports, "topK", TopK);
-  return s == napi_ok ? define_function(env, exports, "scatterNeuronMajor", ScatterNeuronMajor) : s;
+  if (s == napi_ok) s = define_function(env, exports, "scatterNeuronMajor", ScatterNeuronMajor);
+  return s == napi_ok ? define_function(env, exports, "toFloat16", ToFloat16) : s;
 }

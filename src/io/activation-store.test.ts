@@ -3,9 +3,9 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, expect, test } from 'vitest'
 import { jsKernels } from '../stats/kernels.js'
-import { readActivationBlobs, readActivationBlock, readActivationShardInfo, toFloat16Bits, writeActivationShard, type ShardLayout } from './activation-store.js'
+import { readActivationBlobs, readActivationBlock, readActivationShardInfo, writeActivationShard, type ShardLayout } from './activation-store.js'
 import { readPlainBlobs, TableWriter } from './tables.js'
-import { decodeF16 } from './safetensors-dtypes.js'
+import { decodeF16, toFloat16Bits } from './safetensors-dtypes.js'
 
 const dir = mkdtempSync(join(tmpdir(), 'seedscope-acts-'))
 

@@ -6,12 +6,11 @@
 // little-endian float32 (or IEEE float16) blob; one row group per block of 256 neurons. Which token positions
 // are valid (SPEC §2: not BOS, not a skipped token) is stored once per shard, in the key-value metadata, as the
 // shard's row numbers and a bitmask over (row, position).
-import type { BlobRows } from '../stats/kernels.js'
+import { type BlobRows, kernels } from '../stats/kernels.js'
 import { decodeF16 } from './safetensors-dtypes.js'
 import { readPlainBlobs, readTable, readTableInfo, TableWriter } from './tables.js'
 
 export const NEURONS_PER_GROUP = 256
-const FLOAT16_MAX = 65504
 
 export type ActivationDtype = 'float32' | 'float16'
 
@@ -40,7 +39,6 @@ export function writeActivationShard(path: string, layout: ShardLayout, acts: Fl
   const neurons = global.length
   const tokens = countValid(layout.valid)
   if (acts.length !== neurons * tokens) throw new Error(`activation shard ${path}: ${acts.length} values for ${neurons} neurons × ${tokens} tokens`)
-  if (layout.dtype === 'float16') checkFloat16Range(acts, tokens, (row) => global[row], layout.dMlp, path)
   const writer = new TableWriter(path, {
     // Activation blobs are float mantissas: SNAPPY saves nothing on them and costs a third of the write time,
     // and min/max statistics of opaque blobs help no reader.
@@ -75,7 +73,7 @@ export function writeActivationShard(path: string, layout: ShardLayout, acts: Fl
         layer[row - start] = Math.floor(global[row] / layout.dMlp)
         neuron[row - start] = global[row] % layout.dMlp
         const values = acts.subarray(row * tokens, (row + 1) * tokens)
-        blobs.push(layout.dtype === 'float16' ? float16Bytes(values) : littleEndianFloat32(values))
+        blobs.push(layout.dtype === 'float16' ? float16Bytes(values, global[row], layout.dMlp, path) : littleEndianFloat32(values))
       }
       writer.append({ layer, neuron, acts: blobs })
     }
@@ -188,55 +186,19 @@ function fromLittleEndianFloat32(bytes: Uint8Array): Float32Array {
   return Float32Array.from({ length: bytes.byteLength / 4 }, (_, i) => view.getFloat32(i * 4, true))
 }
 
-function checkFloat16Range(acts: Float32Array, tokens: number, globalOf: (row: number) => number, dMlp: number, path: string): void {
-  for (let i = 0; i < acts.length; i++) {
-    if (!(Math.abs(acts[i]) <= FLOAT16_MAX)) {
-      const neuron = globalOf(Math.floor(i / tokens))
-      throw new Error(
-        `${path}: activation ${acts[i]} of neuron ${Math.floor(neuron / dMlp)}.${neuron % dMlp} does not fit float16 ` +
-          `(|x| ≤ 65504); set extract.dtype: float32`,
-      )
-    }
-  }
-}
 
-const f32 = new Float32Array(1)
-const u32 = new Uint32Array(f32.buffer)
-
-/** float32 → IEEE binary16 bits, round to nearest even (subnormals included). */
-export function toFloat16Bits(value: number): number {
-  f32[0] = value
-  const x = u32[0]
-  const sign = (x >>> 16) & 0x8000
-  const exponent = (x >>> 23) & 0xff
-  let mantissa = x & 0x7fffff
-  if (exponent === 0xff) return sign | 0x7c00 | (mantissa ? 0x200 : 0)
-  let e = exponent - 127 + 15
-  if (e >= 0x1f) return sign | 0x7c00
-  if (e <= 0) {
-    if (e < -10) return sign
-    mantissa |= 0x800000
-    const shift = 14 - e
-    const half = 1 << (shift - 1)
-    let bits = mantissa >>> shift
-    const rest = mantissa & ((1 << shift) - 1)
-    if (rest > half || (rest === half && bits & 1)) bits++
-    return sign | bits
+/** One neuron's values as little-endian binary16, refusing values float16 cannot hold instead of writing ±Inf. */
+function float16Bytes(values: Float32Array, neuron: number, dMlp: number, path: string): Uint8Array {
+  const bits = new Uint16Array(values.length)
+  const bad = kernels.toFloat16(values, bits)
+  if (bad >= 0) {
+    throw new Error(
+      `${path}: activation ${values[bad]} of neuron ${Math.floor(neuron / dMlp)}.${neuron % dMlp} does not fit float16 ` +
+        `(|x| ≤ 65504); set extract.dtype: float32`,
+    )
   }
-  let bits = (e << 10) | (mantissa >>> 13)
-  const rest = mantissa & 0x1fff
-  if (rest > 0x1000 || (rest === 0x1000 && bits & 1)) bits++
-  return sign | bits
-}
-
-function float16Bytes(values: Float32Array): Uint8Array {
-  const out = new Uint8Array(values.length * 2)
-  for (let i = 0; i < values.length; i++) {
-    const h = toFloat16Bits(values[i])
-    out[2 * i] = h & 0xff
-    out[2 * i + 1] = h >>> 8
-  }
-  return out
+  if (!LITTLE_ENDIAN) for (let i = 0; i < bits.length; i++) bits[i] = ((bits[i] & 0xff) << 8) | (bits[i] >>> 8)
+  return new Uint8Array(bits.buffer)
 }
 
 function fromFloat16Bytes(bytes: Uint8Array): Float32Array {

@@ -67,6 +67,37 @@ export function decodeTensorData(dtype: string, bytes: Uint8Array): TensorData {
   }
 }
 
+export const FLOAT16_MAX = 65504
+
+const f32 = new Float32Array(1)
+const u32 = new Uint32Array(f32.buffer)
+
+/** float32 → IEEE binary16 bits, round to nearest even (subnormals included). */
+export function toFloat16Bits(value: number): number {
+  f32[0] = value
+  const x = u32[0]
+  const sign = (x >>> 16) & 0x8000
+  const exponent = (x >>> 23) & 0xff
+  let mantissa = x & 0x7fffff
+  if (exponent === 0xff) return sign | 0x7c00 | (mantissa ? 0x200 : 0)
+  let e = exponent - 127 + 15
+  if (e >= 0x1f) return sign | 0x7c00
+  if (e <= 0) {
+    if (e < -10) return sign
+    mantissa |= 0x800000
+    const shift = 14 - e
+    const half = 1 << (shift - 1)
+    let bits = mantissa >>> shift
+    const rest = mantissa & ((1 << shift) - 1)
+    if (rest > half || (rest === half && bits & 1)) bits++
+    return sign | bits
+  }
+  let bits = (e << 10) | (mantissa >>> 13)
+  const rest = mantissa & 0x1fff
+  if (rest > 0x1000 || (rest === 0x1000 && bits & 1)) bits++
+  return sign | bits
+}
+
 /** IEEE binary16 bits → float32, exact (every binary16 value, subnormals included, is a float32). */
 export function decodeF16(bits: Uint16Array): Float32Array {
   const table = f16Table()

@@ -1,6 +1,7 @@
 // Extract's kernels (kernels.ts, native/kernels/extract.c): each backend against brute force, then native against
 // JavaScript bit for bit.
 import { describe, expect, it } from 'vitest'
+import { decodeF16 } from '../io/safetensors-dtypes.js'
 import { HISTOGRAM_BINS, HISTOGRAM_EDGES } from './histogram.js'
 import { jsKernels, loadNativeKernels, type Kernels } from './kernels.js'
 import { seededRandom } from './rotation.js'
@@ -132,6 +133,47 @@ describe.each(backends.map((k) => [k.name, k] as const))('%s kernels: extract', 
     expect(() => k.powerSums(chunk, tokens + 1, width, undefined, ok(), ok(), ok(), ok(), ok())).toThrow(RangeError)
     expect(() => k.momentSums(chunk, tokens, width, valid.subarray(1), ok(), ok(), ok(), ok(), new Float64Array(width * HISTOGRAM_BINS))).toThrow(RangeError)
     expect(() => k.scatterNeuronMajor(chunk, tokens, width, undefined, new Float32Array(width * tokens), tokens, 1)).toThrow(RangeError)
+  })
+})
+
+describe.each(backends.map((k) => [k.name, k] as const))('%s kernels: float16 encoding', (_name, k) => {
+  const HALVES = decodeF16(Uint16Array.from({ length: 0x7c00 }, (_, h) => h)) // every finite non-negative half, in order
+
+  /** The binary16 bits nearest to x by brute force over every half; ties go to the even bit pattern. */
+  function nearestHalf(x: number): number {
+    const magnitude = Math.abs(x)
+    let lo = 0, hi = HALVES.length - 1 // binary search for the halves either side of |x|
+    while (hi - lo > 1) {
+      const mid = (lo + hi) >> 1
+      if (HALVES[mid] <= magnitude) lo = mid
+      else hi = mid
+    }
+    const dLo = magnitude - HALVES[lo], dHi = HALVES[hi] - magnitude
+    const bits = dLo < dHi || (dLo === dHi && lo % 2 === 0) || magnitude <= HALVES[lo] ? lo : hi
+    return bits | (Object.is(x, -0) || x < 0 ? 0x8000 : 0)
+  }
+
+  it('rounds to the nearest half, ties to even, over every half, every midpoint and random floats', () => {
+    const random = seededRandom(11, 0)
+    const values: number[] = []
+    for (let h = 0; h < HALVES.length; h++) {
+      values.push(HALVES[h], -HALVES[h])
+      if (h + 1 < HALVES.length) values.push((HALVES[h] + HALVES[h + 1]) / 2) // a tie: exact in float32
+    }
+    for (let i = 0; i < 20000; i++) values.push((random() - 0.5) * 2 ** Math.floor(random() * 44 - 28)) // 2^-29 … 2^15
+    values.push(-0, 1e-40, -1e-40, 65504, -65504) // float32 subnormals and the largest half
+    const input = Float32Array.from(values)
+    const out = new Uint16Array(input.length)
+    expect(k.toFloat16(input, out)).toBe(-1)
+    const wrong = Array.from(input).findIndex((x, i) => out[i] !== nearestHalf(x))
+    expect(wrong, `value ${input[wrong]}: got ${out[wrong]?.toString(16)}, want ${nearestHalf(input[wrong]).toString(16)}`).toBe(-1)
+  })
+
+  it('refuses the first value float16 cannot hold instead of writing ±Inf', () => {
+    for (const bad of [65520, -1e6, Infinity, NaN]) {
+      const input = Float32Array.from({ length: 10000 }, (_, i) => (i === 7777 ? bad : i / 100))
+      expect(k.toFloat16(input, new Uint16Array(input.length))).toBe(7777)
+    }
   })
 })
 

@@ -5,7 +5,7 @@
 import { existsSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { fileURLToPath } from 'node:url'
-import { decodeF16 } from '../io/safetensors-dtypes.js'
+import { decodeF16, FLOAT16_MAX, toFloat16Bits } from '../io/safetensors-dtypes.js'
 import { HISTOGRAM_BINS, histogramBin } from './histogram.js'
 import { heapFloor, offerTop, type TopHeaps } from './top-heap.js'
 
@@ -51,6 +51,11 @@ export interface Kernels {
    * out[j·outTokens + column + i] = chunk[t·width + j]. Returns the column after the last one written.
    */
   scatterNeuronMajor(chunk: Float32Array, tokens: number, width: number, valid: Uint8Array | undefined, out: Float32Array, outTokens: number, column: number): number
+  /**
+   * out[i] = the IEEE binary16 bits of values[i] (round to nearest even, `toFloat16Bits`). Returns −1, or the index
+   * of the first value float16 cannot hold (|x| > 65504 or NaN); then out is incomplete.
+   */
+  toFloat16(values: Float32Array, out: Uint16Array): number
 }
 
 // The fixed summation order both implementations share: eight lanes (lane = token mod 8), combined pairwise.
@@ -174,6 +179,14 @@ export const jsKernels: Kernels = {
     }
     return column
   },
+  toFloat16(values, out) {
+    if (out.length < values.length) throw new RangeError(`kernels: out has ${out.length} values, need ${values.length}`)
+    for (let i = 0; i < values.length; i++) {
+      if (!(Math.abs(values[i]) <= FLOAT16_MAX)) return i
+      out[i] = toFloat16Bits(values[i])
+    }
+    return -1
+  },
 }
 
 // The argument checks of native/kernels/extract.c, so both implementations refuse the same calls.
@@ -204,8 +217,8 @@ const ADDON = fileURLToPath(new URL('../../native/kernels/build/Release/kernels.
 export function loadNativeKernels(): Kernels | undefined {
   if (!existsSync(ADDON)) return undefined
   const addon = createRequire(import.meta.url)(ADDON) as Omit<Kernels, 'name'>
-  const { shiftRows, shiftBlobs, addFloat32Into, setThreads, momentSums, powerSums, topK, scatterNeuronMajor } = addon
-  return { name: 'native', shiftRows, shiftBlobs, addFloat32Into, setThreads, momentSums, powerSums, topK, scatterNeuronMajor }
+  const { shiftRows, shiftBlobs, addFloat32Into, setThreads, momentSums, powerSums, topK, scatterNeuronMajor, toFloat16 } = addon
+  return { name: 'native', shiftRows, shiftBlobs, addFloat32Into, setThreads, momentSums, powerSums, topK, scatterNeuronMajor, toFloat16 }
 }
 
 /** What the pipeline uses: the C kernels when built, else the JavaScript ones (SEEDSCOPE_KERNELS=js forces them). */
