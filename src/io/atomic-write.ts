@@ -47,6 +47,11 @@ const committed = new Map<string, { size: number; mtimeMs: number; ino: number; 
 
 /** The sha256 of a file this process wrote, if it is still as written (same size, mtime and inode); else undefined. */
 export function committedHash(path: string): string | undefined {
+  return committedFile(path)?.sha256
+}
+
+/** committedHash with the file's size and mtime then (and now). */
+export function committedFile(path: string): { size: number; mtimeMs: number; sha256: string } | undefined {
   const known = committed.get(resolve(path))
   if (!known) return undefined
   let now
@@ -55,7 +60,7 @@ export function committedHash(path: string): string | undefined {
   } catch {
     return undefined
   }
-  return now.size === known.size && now.mtimeMs === known.mtimeMs && now.ino === known.ino ? known.sha256 : undefined
+  return now.size === known.size && now.mtimeMs === known.mtimeMs && now.ino === known.ino ? known : undefined
 }
 
 function stamp(path: string): { size: number; mtimeMs: number; ino: number } {

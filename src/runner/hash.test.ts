@@ -2,7 +2,8 @@ import { createHash } from 'node:crypto'
 import { mkdtempSync, utimesSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { describe, expect, it } from 'vitest'
+import { describe, expect, it, vi } from 'vitest'
+import { writeFileAtomic } from '../io/atomic-write.js'
 import { FileHashCache } from './hash.js'
 
 const sha = (text: string) => createHash('sha256').update(text).digest('hex')
@@ -44,5 +45,39 @@ describe('FileHashCache', () => {
     expect(await c.cache.hash(file)).toBe(sha('fresh'))
     expect(await c.cache.hash(file)).toBe(sha('fresh'))
     expect(c.hashed).toHaveLength(2)
+  })
+
+  it("trusts an output it committed itself, in this process and the next, without reading it", async () => {
+    const output = join(dir, 'committed.bin')
+    writeFileAtomic(output, 'written by a unit') // hashed as written, just now: racy by mtime alone
+    const c = cache()
+    expect(await c.cache.output(output)).toBe(sha('written by a unit'))
+    c.cache.save()
+    vi.resetModules() // a fresh module registry: the next process, which never saw the write
+    const { FileHashCache: NextProcess } = await import('./hash.js')
+    const hashed: string[] = []
+    const next = new NextProcess(cacheFile, (path) => hashed.push(path))
+    expect(await next.hash(output)).toBe(sha('written by a unit'))
+    expect([c.hashed, hashed]).toEqual([[], []])
+  })
+
+  it('reads an output written outside atomic-write, whatever an older entry for the path says', async () => {
+    const output = join(dir, 'plain.bin')
+    writeFileAtomic(output, 'old content')
+    const c = cache()
+    await c.cache.output(output)
+    const before = new Date(Date.now() - 10_000)
+    utimesSync(output, before, before) // the recorded entry matches size and mtime …
+    c.cache.save()
+    vi.resetModules()
+    const { FileHashCache: NextProcess } = await import('./hash.js')
+    const stale = new NextProcess(cacheFile)
+    await stale.hash(output) // … so it is re-recorded as a settled entry for that (size, mtime)
+    stale.save()
+    writeFileSync(output, 'new content') // same size; a coarse file system may keep the mtime too
+    utimesSync(output, before, before)
+    const rerun = new NextProcess(cacheFile)
+    expect(await rerun.hash(output)).toBe(sha('old content')) // what status would trust (size, mtime) to say
+    expect(await rerun.output(output)).toBe(sha('new content')) // a unit's fresh output is always read
   })
 })

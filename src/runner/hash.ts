@@ -3,8 +3,7 @@
 import { createHash } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { stat } from 'node:fs/promises'
-import { writeFileAtomic } from '../io/atomic-write.js'
-import { committedHash } from '../io/atomic-write.js'
+import { committedFile, writeFileAtomic } from '../io/atomic-write.js'
 import { hashFile } from '../io/file-hash.js'
 
 /** sha256 (hex) of a JSON value with object keys sorted, so equal values hash equally whatever their key order. */
@@ -29,11 +28,15 @@ interface CachedHash {
   size: number
   mtimeMs: number
   hashedAt?: number // Date.now() when it was hashed
+  written?: true // hashed from the bytes this program wrote, as it committed the file under the run lock
   sha256: string
 }
 
 // File systems store mtime coarsely (ext4 to a clock tick, NFS and Lustre to a second or worse): a file changed
 // within this long after it was hashed could keep its recorded mtime, so such an entry is hashed again once.
+// Outputs seedscope committed itself are exempt: they were hashed from the bytes written, and nothing else writes
+// into the output directory while the run holds its lock. (Re-reading them once would cost the next `status` or
+// `run` a full read of every activation shard: minutes to hours at the study's scale.)
 const RACY_MS = 2000
 
 /**
@@ -59,11 +62,14 @@ export class FileHashCache {
 
   /** The file's sha256; throws ENOENT-style errors for missing files. `quiet`: do not report the hashing. */
   async hash(path: string, options: { quiet?: boolean } = {}): Promise<string> {
-    const written = committedHash(path) // written by this process and unchanged since: no need to read it
-    if (written) return written
+    const written = committedFile(path) // written by this process and unchanged since: no need to read it
+    if (written) {
+      this.remember(path, written)
+      return written.sha256
+    }
     const { size, mtimeMs } = await stat(path)
     const cached = this.entries[path]
-    const settled = cached?.hashedAt !== undefined && cached.hashedAt - mtimeMs > RACY_MS
+    const settled = cached?.written || (cached?.hashedAt !== undefined && cached.hashedAt - mtimeMs > RACY_MS)
     if (cached && cached.size === size && cached.mtimeMs === mtimeMs && settled) return cached.sha256
     if (!options.quiet) this.onHashing?.(path, size)
     const hashedAt = Date.now()
@@ -71,6 +77,28 @@ export class FileHashCache {
     this.entries[path] = { size, mtimeMs, hashedAt, sha256 }
     this.dirty = true
     return sha256
+  }
+
+  /**
+   * The sha256 of an output a unit just wrote: known from the write when it went through atomic-write, else read in
+   * full (an older entry for the path is never trusted: the file is new, and may keep a coarse mtime and a size).
+   */
+  async output(path: string): Promise<string> {
+    const written = committedFile(path)
+    if (written) {
+      this.remember(path, written)
+      return written.sha256
+    }
+    delete this.entries[path]
+    return this.hash(path, { quiet: true })
+  }
+
+  /** Record the hash of a file this process committed, so the next process trusts it without reading it. */
+  private remember(path: string, file: { size: number; mtimeMs: number; sha256: string }): void {
+    const cached = this.entries[path]
+    if (cached?.written && cached.size === file.size && cached.mtimeMs === file.mtimeMs && cached.sha256 === file.sha256) return
+    this.entries[path] = { size: file.size, mtimeMs: file.mtimeMs, hashedAt: Date.now(), written: true, sha256: file.sha256 }
+    this.dirty = true
   }
 
   /** Write new entries back (atomically); a no-op when nothing was hashed. */

@@ -2,8 +2,7 @@
 // resolves, hash the outputs and record the unit in the manifest. A unit is "done" only from that moment.
 import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, rmSync, statSync } from 'node:fs'
 import { basename, dirname, join } from 'node:path'
-import { commitTemporary, committedHash, temporaryPath, writeFileAtomic } from '../io/atomic-write.js'
-import { sha256OfFile } from './hash.js'
+import { commitTemporary, temporaryPath, writeFileAtomic } from '../io/atomic-write.js'
 import { writeManifest, type ManifestEntry } from './manifest.js'
 import type { Reporter, StageMeter, UnitMeter } from './progress.js'
 import type { Results, UnitState } from './results.js'
@@ -34,8 +33,9 @@ export async function runUnit(
     const path = join(outputDir, output)
     const size = fileSizeOrUndefined(path)
     if (size === undefined) throw new Error(`${stage.name} ${unit.id} finished without writing ${output}`)
-    // Files written through src/io/atomic-write.ts were hashed as they were written; others are read again.
-    records.push({ path: output, size, sha256: committedHash(path) ?? (await sha256OfFile(path)) })
+    // Files written through src/io/atomic-write.ts were hashed as they were written; others are read again. The
+    // hash cache keeps them, so that the next process (a resumed run, `status`) does not read them again either.
+    records.push({ path: output, size, sha256: await results.fileHashes.output(path) })
   }
   const entry: ManifestEntry = {
     key: state.key,
@@ -50,6 +50,7 @@ export async function runUnit(
   for (const id of Object.keys(manifest.units)) if (!current.has(id)) delete manifest.units[id] // units no longer in the config
   manifest.units[unit.id] = entry
   writeManifest(outputDir, manifest)
+  results.fileHashes.save() // a kill after this point must not cost the next run a re-read of this unit's outputs
   rmSync(partialDir(outputDir, stage.name, unit.id), { recursive: true, force: true })
   results.setState(stage.name, { ...state, state: 'done', reasons: [], corrupt: [] })
   unitMeter.done()
