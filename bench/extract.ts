@@ -1,12 +1,14 @@
 // Extract-stage benchmark (SPEC §7): tokens/s of `seedscope run --stages extract` end to end in stored mode
-// (model workers, statistics, neuron-major Parquet written), on two seeds (copies of data/models/gpt2-s0) and a
-// fixed token budget, against the bare forward pass of the same extraction graph (hook_pre and hook_post of every
+// (model workers, statistics, neuron-major Parquet written), on two seeds and a fixed token budget, in two shapes:
+// the bundled model (copies of data/models/gpt2-s0) and the foundation benchmark's GPT-2-small shape, against the bare forward pass of the same extraction graph (hook_pre and hook_post of every
 // layer, `loadInstrumentedModel`, only `run()` timed) on the same rows, measured in the same run, interleaved:
 // bare, stage, bare, … Target: stage ≥ 0.90 × bare. Tokenizing is done first and never timed.
-// It also records the CLI's peak memory (VmHWM) at two token budgets with the same rows_per_shard: memory should
-// follow the shard, not the corpus. Last, one shard through the library step by step says where the time goes.
+// On the bundled shape it also records the CLI's peak memory (VmHWM) at two token budgets with the same
+// rows_per_shard: memory should follow the shard, not the corpus. Last, one shard through the library step by step says where the time goes.
 // Run with `npx tsx bench/extract.ts` (make build first: the stage runs from dist/). Environment:
-//   BENCH_TOKENS=100000        token budget of the timed project (tokenize.max_tokens)
+//   BENCH_SHAPES=bundled,gpt2-small  which shapes to measure
+//   BENCH_TOKENS=100000        token budget of the bundled shape's timed project (tokenize.max_tokens)
+//   BENCH_GPT2_TOKENS=16384    token budget of the GPT-2-small shape
 //   BENCH_MEMORY_TOKENS=25000  the second budget, for the memory comparison
 //   BENCH_ROUNDS=1             timed stage runs (the bare forward runs once more than the stage)
 //   BENCH_THREADS=<cores>      execution.threads, and the bare sessions' intra-op threads
@@ -23,40 +25,91 @@ import { shardStatsTensors } from '../src/stages/extract/shard-stats.js'
 import { readTokenRows } from '../src/stages/tokenize/stage.js'
 import { NeuronMoments } from '../src/stats/moments.js'
 import { TopActivations } from '../src/stats/top-activations.js'
-import { checkBuild, type CliRun, runStages } from './lib/cli-run.js'
+import { checkBuild, type CliRun, REPO, runStages } from './lib/cli-run.js'
 import { envNumber, loadAverage, median, medianTiming, printHeader, printTable, ratioLine, thousands, timed, type Timing } from './lib/measure.js'
-import { BENCH_DIR, mainTokens, modelCopy, type ProjectOptions, writeProject } from './lib/project.js'
+import { activationShards, BENCH_DIR, mainTokens, modelCopy, type ProjectOptions, type Seed, writeProject } from './lib/project.js'
+import { writeRandomGpt2 } from './lib/random-model.js'
 
 const TOKENS = envNumber('BENCH_TOKENS', 100_000)
 const MEMORY_TOKENS = envNumber('BENCH_MEMORY_TOKENS', 25_000)
+const GPT2_TOKENS = envNumber('BENCH_GPT2_TOKENS', 16_384)
 const ROUNDS = envNumber('BENCH_ROUNDS', 1)
 const THREADS = envNumber('BENCH_THREADS', availableParallelism())
-const CTX = 256 // the bundled models' n_ctx
-const ROWS_PER_SHARD = 64 // the config default
-const BATCH_ROWS = 8 // the config default
+const SHAPES = (process.env.BENCH_SHAPES ?? 'bundled,gpt2-small').split(',')
 const TOP_K = 50 // the config default
+
+/** What one measurement runs: the seeds, the token rows and how the stage cuts them. */
+interface Shape {
+  title: string
+  seeds: Seed[]
+  project: string
+  ctx: number
+  rowsPerShard: number
+  batchRows: number
+  memoryProject?: string // a second, smaller budget for the peak-memory comparison
+}
+
+function shapes(): Shape[] {
+  const list: Shape[] = []
+  if (SHAPES.includes('bundled')) {
+    // The bundled models (4 layers × 512, d_model 128): little forward work per neuron stored, the hardest case.
+    const seeds = [modelCopy('gpt2-s0', 'gpt2-s0-a'), modelCopy('gpt2-s0', 'gpt2-s0-b')]
+    const cut = { ctx: 256, rowsPerShard: 64, batchRows: 8 } // n_ctx of the bundled models; the config defaults
+    const options = (tokens: number): ProjectOptions => ({ seeds, tokens, ...cut, mode: 'stored', threads: THREADS })
+    list.push({
+      title: 'bundled model: 2 copies of gpt2-s0 (4 layers × d_mlp 512, d_model 128)',
+      seeds,
+      project: writeProject(`extract-${TOKENS / 1000}k`, options(TOKENS)),
+      memoryProject: writeProject(`extract-${MEMORY_TOKENS / 1000}k`, options(MEMORY_TOKENS)),
+      ...cut,
+    })
+  }
+  if (SHAPES.includes('gpt2-small')) {
+    // The foundation benchmark's model (bench/forward.ts): GPT-2 small's shape, random weights, ctx 512. The
+    // vocabulary is the bundled tokenizer's (the extraction graph never computes the unembedding).
+    const tokenizer = join(REPO, 'data/models/gpt2-s0/tokenizer.json')
+    const seeds = ['a', 'b'].map((name, i) => {
+      const checkpoint = join(BENCH_DIR, 'models', `gpt2-small-${name}`)
+      writeRandomGpt2(checkpoint, { d: 768, heads: 12, dMlp: 3072, layers: 12, vocab: 4096, positions: 512, seed: 2000 + i, tokenizer })
+      return { name: `gpt2-small-${name}`, checkpoint }
+    })
+    const cut = { ctx: 512, rowsPerShard: 8, batchRows: 4 } // 4,096 tokens × 36,864 neurons per shard: 576 MiB float32
+    list.push({
+      title: 'GPT-2 small shape: 2 random-weight seeds (12 layers × d_mlp 3072, d_model 768), as bench/forward.ts',
+      seeds,
+      project: writeProject(`extract-gpt2-small-${GPT2_TOKENS / 1000}k`, { seeds, tokens: GPT2_TOKENS, ...cut, mode: 'stored', threads: THREADS }),
+      ...cut,
+    })
+  }
+  return list
+}
 
 async function main(): Promise<void> {
   printHeader(
     'extract: stage end to end vs bare forward pass',
-    `seedscope run --stages extract (stored mode, Parquet written) vs loadInstrumentedModel(…).run() on the same rows; ` +
-      `2 seeds (copies of gpt2-s0), ctx ${CTX}, rows_per_shard ${ROWS_PER_SHARD}, batch_rows ${BATCH_ROWS}, ${THREADS} thread(s)`,
+    `seedscope run --stages extract (stored mode, Parquet written) vs loadInstrumentedModel(…).run() on the same rows, ${THREADS} thread(s)`,
   )
   checkBuild()
-  const seeds = [modelCopy('gpt2-s0', 'gpt2-s0-a'), modelCopy('gpt2-s0', 'gpt2-s0-b')]
-  const options = (tokens: number): ProjectOptions => ({ seeds, tokens, ctx: CTX, rowsPerShard: ROWS_PER_SHARD, batchRows: BATCH_ROWS, mode: 'stored', threads: THREADS })
-  const project = writeProject(`extract-${TOKENS / 1000}k`, options(TOKENS))
-  const small = writeProject(`extract-${MEMORY_TOKENS / 1000}k`, options(MEMORY_TOKENS))
-  for (const dir of [project, small]) await runStages(dir, 'tokenize') // untimed; skipped when up to date
+  const results: [string, number][] = []
+  for (const shape of shapes()) results.push([shape.title, await measure(shape)])
+  console.log('\nextract / bare forward (wall), per shape:')
+  for (const [title, ratio] of results) console.log(ratioLine(`  ${title}`, ratio, { min: 0.9 }))
+}
+
+/** One shape: the stage against the bare forward pass, peak memory, and where a shard's time goes. */
+async function measure(shape: Shape): Promise<number> {
+  const { seeds, project, ctx, batchRows, rowsPerShard } = shape
+  console.log(`\n--- ${shape.title}: rows_per_shard ${rowsPerShard}, batch_rows ${batchRows}, ctx ${ctx} ---`)
+  for (const dir of [project, shape.memoryProject]) if (dir) await runStages(dir, 'tokenize') // untimed; skipped when up to date
   const { rows, tokens } = mainTokens(project)
   const forwardTokens = tokens * seeds.length
-  console.log(`timed project: ${rows} main rows × ${CTX} = ${thousands(tokens)} tokens per seed, ${thousands(forwardTokens)} through a model`)
+  console.log(`timed project: ${rows} main rows × ${ctx} = ${thousands(tokens)} tokens per seed, ${thousands(forwardTokens)} through a model`)
 
   const rowData = await readTokenRows(join(project, 'out/tokenize'), { rowStart: 0, rowEnd: rows })
   const batches: TokenBatch[] = []
-  for (let start = 0; start < rows; start += BATCH_ROWS) {
-    const batch = rowData.slice(start, start + BATCH_ROWS)
-    batches.push({ data: idsOf(batch, CTX), batch: batch.length, positions: CTX })
+  for (let start = 0; start < rows; start += batchRows) {
+    const batch = rowData.slice(start, start + batchRows)
+    batches.push({ data: idsOf(batch, ctx), batch: batch.length, positions: ctx })
   }
   const load = await timed(() => loadInstrumentedModel(seeds[0].checkpoint, EXTRACTION_REQUEST, { threads: THREADS }))
   const models = [load.value, await loadInstrumentedModel(seeds[1].checkpoint, EXTRACTION_REQUEST, { threads: THREADS })]
@@ -75,12 +128,16 @@ async function main(): Promise<void> {
   bare.push(await bareForward(models, batches))
   show(`bare forward ${ROUNDS + 1}`, bare.at(-1)!)
 
-  console.log(`peak memory at a second budget (${thousands(MEMORY_TOKENS)} tokens, same rows_per_shard):`)
-  const smallTokens = mainTokens(small).tokens
-  const smallRun = await runStages(small, 'extract', { force: true })
-  show('stage (CLI), small budget', smallRun, smallTokens * seeds.length)
+  let smallRun: CliRun | undefined
+  let smallTokens = 0
+  if (shape.memoryProject) {
+    smallTokens = mainTokens(shape.memoryProject).tokens
+    console.log(`peak memory at a second budget (${thousands(smallTokens)} tokens, same rows_per_shard):`)
+    smallRun = await runStages(shape.memoryProject, 'extract', { force: true })
+    show('stage (CLI), small budget', smallRun, smallTokens * seeds.length)
+  }
 
-  const breakdown = await shardBreakdown(project, rowData.slice(0, ROWS_PER_SHARD), models[0])
+  const breakdown = await shardBreakdown(shape, rowData.slice(0, rowsPerShard), models[0])
   await Promise.all(models.map((m) => m.release()))
 
   const s = medianTiming(stage)
@@ -97,21 +154,21 @@ async function main(): Promise<void> {
   console.log(ratioLine('stage / bare forward (per CPU second)', b.cpu / s.cpu))
 
   const bigHwm = median(stage.map((r) => r.maxRssMiB))
-  console.log(`\npeak memory (VmHWM of the CLI process), rows_per_shard ${ROWS_PER_SHARD}:`)
-  printTable(
-    ['token budget', 'tokens per seed', 'shards per seed', 'peak RSS MiB'],
-    [
-      [thousands(MEMORY_TOKENS), thousands(smallTokens), String(Math.ceil(smallTokens / CTX / ROWS_PER_SHARD)), smallRun.maxRssMiB.toFixed(0)],
-      [thousands(TOKENS), thousands(tokens), String(Math.ceil(rows / ROWS_PER_SHARD)), bigHwm.toFixed(0)],
-    ],
-  )
   const { nLayers, dMlp } = models[0].config.shape
-  const shardMiB = (nLayers * dMlp * ROWS_PER_SHARD * CTX * 4) / 2 ** 20
-  console.log(
-    `${(tokens / smallTokens).toFixed(1)}× the tokens, ${(bigHwm / smallRun.maxRssMiB).toFixed(2)}× the peak memory ` +
-      `(one shard's neuron-major buffer: ≤ ${shardMiB.toFixed(0)} MiB float32)`,
-  )
+  const shardMiB = (nLayers * dMlp * rowsPerShard * ctx * 4) / 2 ** 20
+  console.log(`\npeak memory (VmHWM of the CLI process), rows_per_shard ${rowsPerShard}: ${bigHwm.toFixed(0)} MiB (one shard's neuron-major buffer: ≤ ${shardMiB.toFixed(0)} MiB float32)`)
+  if (smallRun) {
+    printTable(
+      ['token budget', 'tokens per seed', 'shards per seed', 'peak RSS MiB'],
+      [
+        [thousands(MEMORY_TOKENS), thousands(smallTokens), String(Math.ceil(smallTokens / ctx / rowsPerShard)), smallRun.maxRssMiB.toFixed(0)],
+        [thousands(TOKENS), thousands(tokens), String(Math.ceil(rows / rowsPerShard)), bigHwm.toFixed(0)],
+      ],
+    )
+    console.log(`${(tokens / smallTokens).toFixed(1)}× the tokens, ${(bigHwm / smallRun.maxRssMiB).toFixed(2)}× the peak memory`)
+  }
   printBreakdown(breakdown, load.wall)
+  return b.wall / s.wall
 }
 
 /** Σ run() over every batch, for each model in turn (as the stage runs one seed's shard after another). */
@@ -139,8 +196,9 @@ interface Breakdown {
  * what ShardBuffer.absorb does per layer (hook_pre moments, top-k of the site, the scatter into neuron-major),
  * then the two files a shard unit writes. Mirrors src/stages/extract/shard.ts and shard-buffer.ts step by step.
  */
-async function shardBreakdown(project: string, rows: { row: number; tokens: Int32Array }[], model: InstrumentedModel): Promise<Breakdown> {
-  const info = await readActivationShardInfo(join(project, 'out/extract/gpt2-s0-a/shard-0000.parquet'))
+async function shardBreakdown(shape: Shape, rows: { row: number; tokens: Int32Array }[], model: InstrumentedModel): Promise<Breakdown> {
+  const { ctx: CTX, batchRows: BATCH_ROWS } = shape
+  const info = await readActivationShardInfo(activationShards(shape.project, shape.seeds[0].name)[0])
   const { nLayers, dMlp } = model.config.shape
   const valid = info.valid
   const validTokens = countValid(valid)

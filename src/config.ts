@@ -202,7 +202,7 @@ const execution = z
       .int()
       .positive()
       .default(1)
-      .describe('default 1: units run at once; each already uses `threads`, so raise it only with cores to spare'),
+      .describe('default 1: units computing at once (extract: models running at once; each shard is written while the next runs); each already uses `threads`, so raise it only with cores to spare'),
     provider: z
       .enum(['cpu', 'cuda'])
       .default('cpu')

@@ -1,4 +1,4 @@
-import { mkdtempSync } from 'node:fs'
+import { mkdtempSync, readdirSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, expect, test } from 'vitest'
@@ -24,7 +24,7 @@ describe.each(['float32', 'float16'] as const)('activation shard (%s)', (dtype) 
   test('round trip: metadata, every block, any neuron range', async () => {
     const { layout: l, acts } = layout(dtype)
     const path = join(dir, `${dtype}.parquet`)
-    const written = writeActivationShard(path, l, acts)
+    const written = await writeActivationShard(path, l, acts)
     expect(written.bytes).toBeGreaterThan(0)
     const info = await readActivationShardInfo(path)
     expect(info.rows).toEqual(l.rows)
@@ -41,10 +41,11 @@ describe.each(['float32', 'float16'] as const)('activation shard (%s)', (dtype) 
   })
 })
 
-test('float16 storage refuses values it cannot hold instead of writing Inf', () => {
+test('float16 storage refuses values it cannot hold instead of writing Inf, and leaves no file behind', async () => {
   const { layout: l, acts } = layout('float16')
-  acts[5] = 70000
-  expect(() => writeActivationShard(join(dir, 'overflow.parquet'), l, acts)).toThrow(/does not fit float16.*extract\.dtype: float32/)
+  acts[300 * (acts.length / 600) + 5] = 70000 // neuron 300: in the second row group, after the first was written
+  await expect(writeActivationShard(join(dir, 'overflow.parquet'), l, acts)).rejects.toThrow(/neuron 1\.\d+ does not fit float16.*extract\.dtype: float32/)
+  expect(readdirSync(dir).filter((f) => f.includes('overflow'))).toEqual([])
 })
 
 test('float16 conversion rounds to the nearest representable value (ties to even)', () => {
@@ -70,7 +71,7 @@ describe('reading blobs in place', () => {
     for (const dtype of ['float32', 'float16'] as const) {
       const { layout: l, acts } = layout(dtype)
       const path = join(dir, `blobs-${dtype}.parquet`)
-      writeActivationShard(path, l, acts)
+      await writeActivationShard(path, l, acts)
       const info = await readActivationShardInfo(path)
       let reuse
       for (const [start, end] of [[0, 600], [250, 262], [199, 401]]) {
@@ -96,7 +97,7 @@ describe('reading blobs in place', () => {
   test('a truncated shard is a clear error naming the file', async () => {
     const { layout: l, acts } = layout('float32')
     const path = join(dir, 'truncated.parquet')
-    writeActivationShard(path, l, acts)
+    await writeActivationShard(path, l, acts)
     const info = await readActivationShardInfo(path)
     const { truncateSync } = await import('node:fs')
     truncateSync(path, 5000)

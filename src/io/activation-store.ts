@@ -32,9 +32,11 @@ export interface ShardInfo extends ShardLayout {
 
 /**
  * Write `acts` ([neurons = nLayers·d_mlp, valid tokens], neuron-major) as one shard. Float16 storage refuses
- * values it cannot represent instead of writing ±Inf (the reference study lost data that way).
+ * values it cannot represent instead of writing ±Inf (the reference study lost data that way). The write yields
+ * to the event loop between row groups: a GPT-2-small shard is ~600 MB, and a model worker waiting for its next
+ * batch must not wait for all of it.
  */
-export function writeActivationShard(path: string, layout: ShardLayout, acts: Float32Array): { bytes: number; sha256: string } {
+export async function writeActivationShard(path: string, layout: ShardLayout, acts: Float32Array): Promise<{ bytes: number; sha256: string }> {
   const global = layout.neurons ?? Array.from({ length: layout.nLayers * layout.dMlp }, (_, g) => g)
   const neurons = global.length
   const tokens = countValid(layout.valid)
@@ -76,6 +78,7 @@ export function writeActivationShard(path: string, layout: ShardLayout, acts: Fl
         blobs.push(layout.dtype === 'float16' ? float16Bytes(values, global[row], layout.dMlp, path) : littleEndianFloat32(values))
       }
       writer.append({ layer, neuron, acts: blobs })
+      await new Promise(setImmediate)
     }
   } catch (error) {
     writer.abort()

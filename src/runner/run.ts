@@ -129,7 +129,7 @@ async function runStage(
   announceStage(results.outputDir, stage, states, toRun, options.force === true, reporter)
 
   const meter = reporter.stage(stage.name, toRun.length, stage.work)
-  const limit = pLimit(stage.parallelUnits ? results.cfg.execution.concurrency : 1)
+  const limit = pLimit(stage.parallelUnits ? results.cfg.execution.concurrency * (stage.pipelineDepth ?? 1) : 1)
   let failure: { error: unknown; unit: string } | undefined
   let ran = 0
   await Promise.all(

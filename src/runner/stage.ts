@@ -41,6 +41,12 @@ export interface Stage<U extends Unit = Unit, P = unknown> {
   run(unit: U, ctx: StageContext<P>): Promise<void>
   /** Whether units may run at once (up to execution.concurrency); default false: one at a time. */
   readonly parallelUnits?: boolean
+  /**
+   * Units in flight per execution.concurrency (with parallelUnits; default 1). A stage whose units alternate
+   * between a phase that uses every core and one that mostly waits (extract: forward passes, then a shard write)
+   * asks for 2 and limits the first phase itself.
+   */
+  readonly pipelineDepth?: number
   /** What progress.advance() counts, for throughput (e.g. 'tok' gives `5,210 tok/s`). */
   readonly work?: string
   /** Estimates for `seedscope plan`, for the whole stage; absent numbers are shown as unknown. */

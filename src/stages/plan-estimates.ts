@@ -98,9 +98,14 @@ export function pairBlocks(a: ModelDims, b: ModelDims, maxMemoryGiB: number): La
   return layerBlocks(a, b, maxMemoryGiB * 2 ** 30)
 }
 
-/** Peak memory of one stored-mode extract unit: the shard's activations twice (buffer, encoded output), the model, a batch. */
+/**
+ * Peak memory of one forward slot of stored-mode extract: the unit running its model (the shard's activations
+ * twice: buffer, encoded output; the model; the batch being absorbed and the next one, queued) and the unit before
+ * it, writing its shard (pipelineDepth 2).
+ */
 export function extractUnitMemory(m: ModelDims, s: Pick<Scenario, 'shardValid' | 'ctx' | 'extract'>): number {
-  return neuronCount(m) * s.shardValid * 4 * 2 + modelMemory(m) + batchOutputBytes(m, s)
+  const shard = neuronCount(m) * s.shardValid * 4 * 2
+  return 2 * shard + modelMemory(m) + 2 * batchOutputBytes(m, s)
 }
 
 /**
@@ -201,7 +206,7 @@ export function estimateExtract(s: Scenario, rates: Rates, freeDiskBytes: number
     statisticsWork += neurons * s.tokensPerSeed
     activations += activationBytes(neurons, s.validPerSeed, s.extract.dtype)
     statistics += (stored ? s.shardsPerSeed : 1) * shardStatsBytes(neurons, s.extract.top_k)
-    memory = Math.max(memory, s.concurrency * extractUnitMemory(dims, s)) // `concurrency` seed shards at once
+    memory = Math.max(memory, s.concurrency * extractUnitMemory(dims, s)) // `concurrency` forward slots at once
   }
   const f = rates.forward
   const forwardSeconds = f && forwardFlops / f.flopsPerSecond

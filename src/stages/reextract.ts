@@ -44,6 +44,7 @@ export const reextract: Stage<ReextractUnit, ReextractParams> = {
   needs: ['tokenize', 'universal'],
   work: 'tok',
   parallelUnits: true,
+  pipelineDepth: 2, // as extract: forwardShard takes a forward slot, so one unit writes while the next runs its model
   params: reextractParams,
   units: (cfg, upstream) => (cfg.reextract.enabled ? reextractUnits(cfg, upstream) : []),
   outputs: (u) => [reextractPath(u.seed, u.shard)],
@@ -137,7 +138,7 @@ async function reextractShard(u: ReextractUnit, ctx: StageContext<ReextractParam
   const tokens = buffer.tokens
   const selected = new Float32Array(neurons.length * tokens)
   neurons.forEach((g, row) => selected.set(buffer.acts.subarray(g * tokens, (g + 1) * tokens), row * tokens))
-  writeActivationShard(ctx.outputPath(reextractPath(u.seed, u.shard)), {
+  await writeActivationShard(ctx.outputPath(reextractPath(u.seed, u.shard)), {
     ...layout, rows: rows.map((r) => r.row), positions, valid, dtype: params.dtype, site: params.site, neurons,
     metadata: { 'seedscope.chosen': JSON.stringify(u.chosen), 'seedscope.comparison': JSON.stringify(u.comparison) },
   }, selected)

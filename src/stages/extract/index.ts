@@ -12,7 +12,7 @@ import type { Stage, StageContext, Unit, UpstreamView } from '../../runner/stage
 import { planExtract } from '../stage-plans.js'
 import { type Checkpointing, checkpointing } from '../correlate/index.js'
 import { TOKENIZE_OUTPUTS, tokenizeSummary } from '../tokenize/stage.js'
-import { extractShard } from './shard.js'
+import { extractShard, forwardSlot } from './shard.js'
 import { extractStream, type StreamBlock, streamBlocks, streamOutputs, streamUnitId, type StreamUnit } from './stream.js'
 import { skipTokenIds } from './valid-positions.js'
 
@@ -45,6 +45,7 @@ export const extract: Stage<ExtractUnit, ExtractParams> = {
   needs: ['tokenize'],
   work: 'tok',
   parallelUnits: true,
+  pipelineDepth: 2, // per forward slot: one unit in its forward passes, the one before writing its shard
   params: extractParams,
   units: (cfg, upstream) => extractUnits(cfg, upstream),
   outputs: (u) => (u.kind === 'stream' ? streamOutputs(u) : [activationPath(u.seed, u.shard), shardStatsPath(u.seed, u.shard)]),
@@ -52,7 +53,7 @@ export const extract: Stage<ExtractUnit, ExtractParams> = {
     units: [{ stage: 'tokenize', unit: 'corpus' }],
     files: u.kind === 'stream' ? u.seeds.flatMap((s) => checkpointFiles(s.checkpoint)) : checkpointFiles(u.checkpoint),
   }),
-  run: (u, ctx: StageContext<ExtractParams>) => (u.kind === 'stream' ? extractStream(u, ctx) : extractShard(u, ctx)),
+  run: (u, ctx: StageContext<ExtractParams>) => (u.kind === 'stream' ? forwardSlot(ctx.execution.concurrency, () => extractStream(u, ctx)) : extractShard(u, ctx)),
   plan: planExtract,
 }
 

@@ -1,5 +1,6 @@
 // One stored-mode extract unit: a seed's forward passes over one shard of token rows, batch by batch, into a
 // ShardBuffer; then the shard's activation Parquet file and its statistics state.
+import pLimit, { type LimitFunction } from 'p-limit'
 import { countValid, writeActivationShard } from '../../io/activation-store.js'
 import { writeSafetensors } from '../../io/safetensors.js'
 import { borrowModelRunner } from '../../model/model-worker.js'
@@ -18,7 +19,8 @@ export async function extractShard(unit: ShardUnit, ctx: StageContext<ExtractPar
   const shard = await forwardShard(unit, ctx, { site: params.site, topK: params.top_k, batchRows: params.batch_rows })
   const { buffer, rows, positions, valid } = shard
   const layout = { ...shard.layout, rows: rows.map((r) => r.row), positions, valid, dtype: params.dtype, site: params.site }
-  writeActivationShard(ctx.outputPath(activationPath(unit.seed, unit.shard)), layout, buffer.acts)
+  // The next unit's forward passes run meanwhile: the write yields to them between row groups.
+  await writeActivationShard(ctx.outputPath(activationPath(unit.seed, unit.shard)), layout, buffer.acts)
   writeSafetensors(ctx.outputPath(shardStatsPath(unit.seed, unit.shard)), shardStatsTensors(buffer.moments, buffer.top))
 }
 
@@ -30,7 +32,10 @@ export interface ForwardedShard {
   buffer: ShardBuffer
 }
 
-/** Rows [rowStart, rowEnd) through one seed's extraction graph (in a worker thread), batch by batch. */
+/**
+ * Rows [rowStart, rowEnd) through one seed's extraction graph (in a worker thread), batch by batch, holding one of
+ * the stage's forward slots meanwhile.
+ */
 export async function forwardShard(
   unit: { checkpoint: string; rowStart: number; rowEnd: number; skipIds: number[] },
   ctx: StageContext<unknown>,
@@ -40,19 +45,45 @@ export async function forwardShard(
   const positions = rows[0].tokens.length
   const valid = validPositions(rows.map((r) => r.tokens), positions, unit.skipIds)
   ctx.progress.setTotal(rows.length * positions)
-  const model = await borrowModelRunner(unit.checkpoint, EXTRACTION_REQUEST, { threads: ctx.execution.threads, provider: ctx.execution.provider })
-  try {
-    const layout = { nLayers: model.config.shape.nLayers, dMlp: model.config.shape.dMlp }
-    const buffer = new ShardBuffer(layout, countValid(valid), options.topK, options.site)
-    for (let start = 0; start < rows.length; start += options.batchRows) {
-      if (ctx.signal.aborted) throw new Error(`${ctx.stage}: cancelled`)
-      const batch = rows.slice(start, start + options.batchRows)
-      const outputs = await model.run({ data: idsOf(batch, positions), batch: batch.length, positions })
-      buffer.absorb(outputs, valid.subarray(start * positions, (start + batch.length) * positions), batch[0].row, positions)
-      ctx.progress.advance(batch.length * positions)
+  return forwardSlot(ctx.execution.concurrency, async () => {
+    const model = await borrowModelRunner(unit.checkpoint, EXTRACTION_REQUEST, { threads: ctx.execution.threads, provider: ctx.execution.provider })
+    try {
+      const layout = { nLayers: model.config.shape.nLayers, dMlp: model.config.shape.dMlp }
+      const buffer = new ShardBuffer(layout, countValid(valid), options.topK, options.site)
+      // The next batch waits in the worker's queue while this thread absorbs the current one, so the model never
+      // idles while this thread is busy (absorbing, or writing the previous unit's shard).
+      type Pending = { start: number; batch: TokenRow[]; outputs: ReturnType<typeof model.run> }
+      const forward = (start: number): Pending => {
+        const batch = rows.slice(start, start + options.batchRows)
+        const outputs = model.run({ data: idsOf(batch, positions), batch: batch.length, positions })
+        outputs.catch(() => {}) // awaited below; must not count as unhandled while the batch before is absorbed
+        return { start, batch, outputs }
+      }
+      let next: Pending | undefined = forward(0)
+      while (next) {
+        const { start, batch, outputs }: Pending = next
+        next = start + options.batchRows < rows.length && !ctx.signal.aborted ? forward(start + options.batchRows) : undefined
+        const absorbed = await outputs
+        if (ctx.signal.aborted) {
+          await next?.outputs.catch(() => {})
+          throw new Error(`${ctx.stage}: cancelled`)
+        }
+        buffer.absorb(absorbed, valid.subarray(start * positions, (start + batch.length) * positions), batch[0].row, positions)
+        ctx.progress.advance(batch.length * positions)
+      }
+      return { rows, positions, valid, layout, buffer }
+    } finally {
+      await model.close()
     }
-    return { rows, positions, valid, layout, buffer }
-  } finally {
-    await model.close()
-  }
+  })
+}
+
+// At most execution.concurrency units run forward passes at once (each model already uses `threads` cores). The
+// stage keeps twice as many units in flight (pipelineDepth 2): while one unit's model works through its batches,
+// the unit before it writes its shard. A streamed unit holds a slot throughout.
+let slots: { size: number; limit: LimitFunction } | undefined
+
+export function forwardSlot<T>(concurrency: number, work: () => Promise<T>): Promise<T> {
+  if (slots?.size !== concurrency) slots = { size: concurrency, limit: pLimit(concurrency) }
+  return slots.limit(work)
 }
