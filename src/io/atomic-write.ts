@@ -34,7 +34,7 @@ export function writeFileAtomic(path: string, data: Uint8Array | string | readon
 
 /**
  * Rename a complete, fsynced temporary file over `path` and make the rename durable. `sha256`: the content's hash,
- * computed as it was written, which {@link committedHash} then gives out instead of reading the file again.
+ * computed as it was written, which {@link committedFile} then gives out instead of reading the file again.
  */
 export function commitTemporary(tmp: string, path: string, sha256?: string): void {
   renameSync(tmp, path)
@@ -45,12 +45,10 @@ export function commitTemporary(tmp: string, path: string, sha256?: string): voi
 // Hashes of the files this process committed, each valid while the file keeps the stamp it had then.
 const committed = new Map<string, { size: number; mtimeMs: number; ino: number; sha256: string }>()
 
-/** The sha256 of a file this process wrote, if it is still as written (same size, mtime and inode); else undefined. */
-export function committedHash(path: string): string | undefined {
-  return committedFile(path)?.sha256
-}
-
-/** committedHash with the file's size and mtime then (and now). */
+/**
+ * The sha256, size and mtime of a file this process wrote, if it is still as written (same size, mtime and
+ * inode); else undefined.
+ */
 export function committedFile(path: string): { size: number; mtimeMs: number; sha256: string } | undefined {
   const known = committed.get(resolve(path))
   if (!known) return undefined

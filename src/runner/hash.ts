@@ -84,12 +84,7 @@ export class FileHashCache {
    * full (an older entry for the path is never trusted: the file is new, and may keep a coarse mtime and a size).
    */
   async output(path: string): Promise<string> {
-    const written = committedFile(path)
-    if (written) {
-      this.remember(path, written)
-      return written.sha256
-    }
-    delete this.entries[path]
+    if (!committedFile(path)) delete this.entries[path]
     return this.hash(path, { quiet: true })
   }
 
