@@ -19,10 +19,10 @@ build: install native
 # and the build goes on: seedscope then picks a slower backend (src/model/gemm.ts, src/stats/kernels.ts).
 native: native/sgemm/build/Release/sgemm.node native/kernels/build/Release/kernels.node
 
-native/sgemm/build/Release/sgemm.node: native/sgemm/sgemm.c native/sgemm/binding.gyp native/sgemm/build.sh
+native/sgemm/build/Release/sgemm.node: native/sgemm/sgemm.c native/sgemm/binding.gyp native/sgemm/build.sh native/build-addon.sh
 	native/sgemm/build.sh
 
-native/kernels/build/Release/kernels.node: $(wildcard native/kernels/*.c native/kernels/*.h) native/kernels/binding.gyp native/kernels/build.sh
+native/kernels/build/Release/kernels.node: $(wildcard native/kernels/*.c native/kernels/*.h) native/kernels/binding.gyp native/kernels/build.sh native/build-addon.sh
 	native/kernels/build.sh
 
 test: build
