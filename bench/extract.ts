@@ -20,10 +20,9 @@ import { writeSafetensors } from '../src/io/safetensors.js'
 import { type InstrumentedModel, loadInstrumentedModel, type TokenBatch } from '../src/model/instrumented.js'
 import { site } from '../src/model/sites.js'
 import { EXTRACTION_REQUEST } from '../src/stages/extract/shard.js'
-import { idsOf, scatterNeuronMajor } from '../src/stages/extract/shard-buffer.js'
+import { idsOf, scatterNeuronMajor, ShardBuffer } from '../src/stages/extract/shard-buffer.js'
 import { shardStatsTensors } from '../src/stages/extract/shard-stats.js'
 import { readTokenRows } from '../src/stages/tokenize/stage.js'
-import { NeuronMoments } from '../src/stats/moments.js'
 import { TopActivations } from '../src/stats/top-activations.js'
 import { checkBuild, type CliRun, REPO, runStages } from './lib/cli-run.js'
 import { envNumber, loadAverage, median, medianTiming, printHeader, printTable, ratioLine, thousands, timed, type Timing } from './lib/measure.js'
@@ -193,8 +192,8 @@ interface Breakdown {
 
 /**
  * One shard of one seed through the stage's steps, each timed alone, in this process: the forward pass, then
- * what ShardBuffer.absorb does per layer (hook_pre moments, top-k of the site, the scatter into neuron-major),
- * then the two files a shard unit writes. Mirrors src/stages/extract/shard.ts and shard-buffer.ts step by step.
+ * what ShardBuffer.absorb does per layer (hook_pre moments, the scatter into neuron-major), then the top-k of
+ * the site from the neuron-major rows and the two files a shard unit writes. Mirrors src/stages/extract/shard.ts and shard-buffer.ts step by step.
  */
 async function shardBreakdown(shape: Shape, rows: { row: number; tokens: Int32Array }[], model: InstrumentedModel): Promise<Breakdown> {
   const { ctx: CTX, batchRows: BATCH_ROWS } = shape
@@ -202,10 +201,9 @@ async function shardBreakdown(shape: Shape, rows: { row: number; tokens: Int32Ar
   const { nLayers, dMlp } = model.config.shape
   const valid = info.valid
   const validTokens = countValid(valid)
-  const moments = new NeuronMoments(nLayers * dMlp)
+  const buffer = new ShardBuffer({ nLayers, dMlp }, validTokens, 'blocks.{l}.mlp.hook_post')
   const top = new TopActivations(nLayers * dMlp, TOP_K)
-  const acts = new Float32Array(nLayers * dMlp * validTokens)
-  const t = { forward: 0, moments: 0, top: 0, scatter: 0 }
+  const t = { forward: 0, moments: 0, scatter: 0 }
   const time = (key: keyof typeof t, work: () => void) => {
     const start = performance.now()
     work()
@@ -221,16 +219,20 @@ async function shardBreakdown(shape: Shape, rows: { row: number; tokens: Int32Ar
     for (let layer = 0; layer < nLayers; layer++) {
       const pre = outputs[site.mlpPre(layer)].data as Float32Array
       const post = outputs[site.mlpPost(layer)].data as Float32Array
-      time('moments', () => moments.add(pre, v.length, { valid: v, neuronOffset: layer * dMlp }))
-      time('top', () => top.add(post, v.length, { firstRow: batch[0].row, nPos: CTX }, { valid: v, neuronOffset: layer * dMlp }))
-      time('scatter', () => scatterNeuronMajor(post, v, dMlp, layer * dMlp, acts, validTokens, column))
+      time('moments', () => buffer.moments.add(pre, v.length, { valid: v, neuronOffset: layer * dMlp }))
+      time('scatter', () => scatterNeuronMajor(post, v, dMlp, layer * dMlp, buffer.acts, validTokens, column))
     }
-    for (let p = 0; p < v.length; p++) column += v[p]
+    for (let p = 0; p < v.length; p++) {
+      if (!v[p]) continue
+      buffer.places.row[column] = batch[0].row + Math.floor(p / CTX)
+      buffer.places.pos[column++] = p % CTX
+    }
   }
+  const topK = await timed(() => top.addRows(buffer.acts, validTokens, buffer.places))
   const layout = { nLayers, dMlp, rows: rows.map((r) => r.row), positions: CTX, valid, dtype: 'float32' as const, site: info.site }
   const scratch = join(BENCH_DIR, 'projects', 'extract-breakdown')
-  const parquet = await timed(() => writeActivationShard(`${scratch}.parquet`, layout, acts))
-  const stats = await timed(() => writeSafetensors(`${scratch}.stats.safetensors`, shardStatsTensors(moments, top)))
+  const parquet = await timed(() => writeActivationShard(`${scratch}.parquet`, layout, buffer.acts))
+  const stats = await timed(() => writeSafetensors(`${scratch}.stats.safetensors`, shardStatsTensors(buffer.moments, top)))
   for (const suffix of ['.parquet', '.stats.safetensors']) rmSync(`${scratch}${suffix}`, { force: true })
   return {
     tokens: rows.length * CTX,
@@ -238,8 +240,8 @@ async function shardBreakdown(shape: Shape, rows: { row: number; tokens: Int32Ar
     steps: [
       ['forward pass (run)', t.forward],
       ['hook_pre moments + histogram', t.moments],
-      ['top-k of hook_post', t.top],
       ['scatter to neuron-major', t.scatter],
+      ['top-k of hook_post (neuron-major rows)', topK.wall],
       ['activation Parquet write', parquet.wall],
       ['shard statistics write', stats.wall],
     ],

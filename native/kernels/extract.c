@@ -109,64 +109,103 @@ typedef struct {
   int32_t* pos;
 } Heap;
 
-// x ranks below y: a smaller value, or the same value at a later (row, pos).
-static inline int weaker(double xv, int32_t xr, int32_t xp, double yv, int32_t yr, int32_t yp) {
-  return xv < yv || (xv == yv && (xr > yr || (xr == yr && xp > yp)));
+typedef struct {
+  double value;
+  int32_t row, pos;
+} Entry;
+
+// a ranks above b: a larger value, or the same value at an earlier (row, pos) (top-heap.ts's order).
+static inline int stronger(const Entry* a, const Entry* b) {
+  return a->value > b->value || (a->value == b->value && (a->row < b->row || (a->row == b->row && a->pos < b->pos)));
 }
 
-static inline void heap_move(Heap h, int64_t from, int64_t to) {
-  h.value[to] = h.value[from];
-  h.row[to] = h.row[from];
-  h.pos[to] = h.pos[from];
-}
+static int stronger_first(const void* a, const void* b) { return stronger(a, b) ? -1 : stronger(b, a); }
 
-// offer() of top-activations.ts: insert (v, r, p) when the heap has room or it ranks above the weakest entry.
-static void heap_offer(Heap h, int64_t k, double v, int32_t r, int32_t p) {
-  int64_t i;
-  if (*h.size < k) {
-    i = (*h.size)++;
-    while (i > 0) {  // sift up
-      int64_t parent = (i - 1) >> 1;
-      if (!weaker(v, r, p, h.value[parent], h.row[parent], h.pos[parent])) break;
-      heap_move(h, parent, i);
-      i = parent;
-    }
-  } else {
-    if (!weaker(h.value[0], h.row[0], h.pos[0], v, r, p)) return;
-    i = 0;
-    for (;;) {  // sift down from the root, which the new entry replaces
-      int64_t child = 2 * i + 1;
-      if (child >= k) break;
-      if (child + 1 < k && weaker(h.value[child + 1], h.row[child + 1], h.pos[child + 1], h.value[child], h.row[child], h.pos[child])) child++;
-      if (!weaker(h.value[child], h.row[child], h.pos[child], v, r, p)) break;
-      heap_move(h, child, i);
-      i = child;
-    }
+// Sorts entries strongest first: insertion sort for the usual few dozen, qsort beyond.
+static void sort_strongest_first(Entry* e, int64_t n) {
+  if (n > 64) {
+    qsort(e, (size_t)n, sizeof *e, stronger_first);
+    return;
   }
-  h.value[i] = v;
-  h.row[i] = r;
-  h.pos[i] = p;
+  for (int64_t i = 1; i < n; i++) {
+    Entry x = e[i];
+    int64_t j = i;
+    for (; j > 0 && stronger(&x, &e[j - 1]); j--) e[j] = e[j - 1];
+    e[j] = x;
+  }
 }
 
-static inline double heap_floor(Heap h, int64_t k) { return *h.size < k ? -INFINITY : h.value[0]; }
+// The k-th largest of a[0..n) (1 ≤ k ≤ n; no NaN), reordering a: quickselect.
+static float kth_largest(float* a, int64_t n, int64_t k) {
+  int64_t lo = 0, hi = n - 1, target = k - 1;
+  while (lo < hi) {
+    float pivot = a[lo + (hi - lo) / 2];
+    int64_t i = lo, j = hi;
+    while (i <= j) {
+      while (a[i] > pivot) i++;
+      while (a[j] < pivot) j--;
+      if (i <= j) {
+        float t = a[i];
+        a[i++] = a[j];
+        a[j--] = t;
+      }
+    }
+    if (target <= j) hi = j;
+    else if (target >= i) lo = i;
+    else break;
+  }
+  return a[target];
+}
 
-// Offers every finite value at a valid token to its neuron's heap. floor[j] is the weakest kept value: most
-// values fail that one comparison, which also skips NaN.
-static void top_k(const float* chunk, int64_t tokens, int64_t width, const uint8_t* valid, int64_t first_row, int64_t n_pos,
-                  Heap all, int64_t k, double* floor) {
-  for (int64_t j = 0; j < width; j++) {
+enum { RUN = 16 };  // values compared with the floor at once
+
+// The top k of every neuron of neuron-major rows [neurons, tokens], merged with what its heap holds. Token i is
+// (row_of[i], pos_of[i]), in corpus order (the caller checks). The result is the k strongest in top-heap.ts's
+// total order, so any algorithm finds the same entries; they are stored sorted weakest first, a valid min-heap,
+// as the JavaScript kernel stores them.
+//
+// Offering every value to a heap cost ~60 ns per offer (mispredicted branches), ~140 offers per neuron per 2048
+// tokens. Instead: split the row into `groups` interleaved groups (token i in group i mod groups, groups ≥ k)
+// and take each group's largest finite value, a vertical max that vectorizes. The k-th largest of those maxima
+// is k distinct values of the row, so it is at most the k-th largest value: a floor that every kept value
+// reaches. Only values at or above it (a few dozen) become candidates, with the heap's entries, and are sorted.
+// Of the values equal to the floor, only the first k can be kept (ties go to the earlier token).
+VECTOR_CLONES
+static void top_k_rows(const float* rows, int64_t neurons, int64_t tokens, const int32_t* row_of, const int32_t* pos_of,
+                       Heap all, int64_t k, int64_t groups, float* maxima, Entry* candidates) {
+  for (int64_t j = 0; j < neurons; j++) {
     Heap h = {all.size + j, all.value + j * k, all.row + j * k, all.pos + j * k};
-    floor[j] = heap_floor(h, k);
-  }
-  for (int64_t t = 0; t < tokens; t++) {
-    if (valid && !valid[t]) continue;
-    const float* row = chunk + t * width;
-    for (int64_t j = 0; j < width; j++) {
-      double x = row[j];
-      if (!(x >= floor[j]) || x - x != 0) continue;
-      Heap h = {all.size + j, all.value + j * k, all.row + j * k, all.pos + j * k};
-      heap_offer(h, k, x, (int32_t)(first_row + t / n_pos), (int32_t)(t % n_pos));
-      floor[j] = heap_floor(h, k);
+    const float* x = rows + j * tokens;
+    for (int64_t g = 0; g < groups; g++) maxima[g] = -INFINITY;
+    for (int64_t i0 = 0; i0 < tokens; i0 += groups) {
+      int64_t n = tokens - i0 < groups ? tokens - i0 : groups;
+      for (int64_t g = 0; g < n; g++) {
+        float v = x[i0 + g];
+        maxima[g] = v > maxima[g] && v < INFINITY ? v : maxima[g];  // NaN and +∞ are never kept
+      }
+    }
+    float floor = kth_largest(maxima, groups, k);
+    if (*h.size == k && h.value[0] > floor) floor = (float)h.value[0];  // heap values come from float32: exact
+
+    int64_t n = 0, ties = 0;
+    for (int64_t e = 0; e < *h.size; e++) candidates[n++] = (Entry){h.value[e], h.row[e], h.pos[e]};
+    for (int64_t i0 = 0; i0 < tokens; i0 += RUN) {
+      int64_t i1 = tokens - i0 < RUN ? tokens : i0 + RUN;
+      int any = 0;
+      for (int64_t i = i0; i < i1; i++) any |= x[i] >= floor;
+      if (!any) continue;
+      for (int64_t i = i0; i < i1; i++) {
+        if ((x[i] > floor && x[i] < INFINITY) || (x[i] == floor && floor > -INFINITY && ties++ < k)) {
+          candidates[n++] = (Entry){x[i], row_of[i], pos_of[i]};
+        }
+      }
+    }
+    sort_strongest_first(candidates, n);
+    int64_t m = n < k ? n : k;
+    *h.size = (int32_t)m;
+    for (int64_t e = 0; e < m; e++) {  // weakest first
+      const Entry* from = &candidates[m - 1 - e];
+      h.value[e] = from->value, h.row[e] = from->row, h.pos[e] = from->pos;
     }
   }
 }
@@ -311,34 +350,49 @@ static int typed_property(napi_env env, napi_value object, const char* name, nap
   return 1;
 }
 
-// topK(chunk, tokens, width, valid, firstRow, nPos, neuronOffset, heap: { k, size, value, row, pos })
-static napi_value TopK(napi_env env, napi_callback_info info) {
-  napi_value argv[8], k_value;
-  if (!get_args(env, info, 8, argv, "topK(chunk, tokens, width, valid, firstRow, nPos, neuronOffset, heap)")) return NULL;
-  Chunk c;
-  int64_t first_row, n_pos, offset, k;
-  if (!chunk_args(env, argv, &c) || !int_arg(env, argv[4], "firstRow", &first_row) || !int_arg(env, argv[5], "nPos", &n_pos) ||
-      !int_arg(env, argv[6], "neuronOffset", &offset) || napi_get_named_property(env, argv[7], "k", &k_value) != napi_ok ||
+// topKRows(rows, neurons, tokens, rowOf, posOf, neuronOffset, heap: { k, size, value, row, pos })
+static napi_value TopKRows(napi_env env, napi_callback_info info) {
+  napi_value argv[7], k_value;
+  if (!get_args(env, info, 7, argv, "topKRows(rows, neurons, tokens, rowOf, posOf, neuronOffset, heap)")) return NULL;
+  float* rows;
+  int32_t *row_of, *pos_of;
+  size_t length, row_of_length, pos_of_length;
+  int64_t neurons, tokens, offset, k;
+  if (!typed_arg(env, argv[0], napi_float32_array, "rows", (void**)&rows, &length) || !int_arg(env, argv[1], "neurons", &neurons) ||
+      !int_arg(env, argv[2], "tokens", &tokens) ||
+      !typed_arg(env, argv[3], napi_int32_array, "rowOf", (void**)&row_of, &row_of_length) ||
+      !typed_arg(env, argv[4], napi_int32_array, "posOf", (void**)&pos_of, &pos_of_length) ||
+      !int_arg(env, argv[5], "neuronOffset", &offset) || napi_get_named_property(env, argv[6], "k", &k_value) != napi_ok ||
       !int_arg(env, k_value, "heap k", &k)) {
     return NULL;
   }
-  if (n_pos < 1 || k < 1) {
-    range_error(env, "kernels: nPos and heap k must be positive");
+  if (neurons < 0 || tokens < 0 || offset < 0 || k < 1) {
+    range_error(env, "kernels: neurons, tokens and neuronOffset must not be negative, heap k must be positive");
     return NULL;
   }
-  int64_t neurons = offset + c.width;
+  if ((int64_t)length < neurons * tokens || (int64_t)row_of_length < tokens || (int64_t)pos_of_length < tokens) {
+    range_error(env, "kernels: rows (%zu values), rowOf (%zu) or posOf (%zu) too short for %lld neurons × %lld tokens", length,
+                row_of_length, pos_of_length, (long long)neurons, (long long)tokens);
+    return NULL;
+  }
+  int64_t need = offset + neurons;
   Heap heap;
-  if (!typed_property(env, argv[7], "size", napi_int32_array, neurons, (void**)&heap.size) ||
-      !typed_property(env, argv[7], "value", napi_float64_array, neurons * k, (void**)&heap.value) ||
-      !typed_property(env, argv[7], "row", napi_int32_array, neurons * k, (void**)&heap.row) ||
-      !typed_property(env, argv[7], "pos", napi_int32_array, neurons * k, (void**)&heap.pos)) {
+  if (!typed_property(env, argv[6], "size", napi_int32_array, need, (void**)&heap.size) ||
+      !typed_property(env, argv[6], "value", napi_float64_array, need * k, (void**)&heap.value) ||
+      !typed_property(env, argv[6], "row", napi_int32_array, need * k, (void**)&heap.row) ||
+      !typed_property(env, argv[6], "pos", napi_int32_array, need * k, (void**)&heap.pos)) {
     return NULL;
   }
-  double* floor = scratch(env, c.width, sizeof *floor);
-  if (!floor) return NULL;
-  Heap slice = {heap.size + offset, heap.value + offset * k, heap.row + offset * k, heap.pos + offset * k};
-  top_k(c.data, c.tokens, c.width, c.valid, first_row, n_pos, slice, k, floor);
-  free(floor);
+  int64_t groups = (2 * k + RUN - 1) / RUN * RUN;  // a multiple of the vector width, at least 2k
+  if (groups < 64) groups = 64;
+  float* maxima = scratch(env, groups, sizeof *maxima);
+  Entry* candidates = maxima ? scratch(env, k + tokens, sizeof *candidates) : NULL;
+  if (candidates) {
+    Heap slice = {heap.size + offset, heap.value + offset * k, heap.row + offset * k, heap.pos + offset * k};
+    top_k_rows(rows, neurons, tokens, row_of, pos_of, slice, k, groups, maxima, candidates);
+  }
+  free(maxima);
+  free(candidates);
   return NULL;
 }
 
@@ -399,7 +453,7 @@ napi_status register_extract(napi_env env, napi_value exports) {
   pthread_once(&edges_once, init_edges);
   napi_status s = define_function(env, exports, "momentSums", MomentSums);
   if (s == napi_ok) s = define_function(env, exports, "powerSums", PowerSums);
-  if (s == napi_ok) s = define_function(env, exports, "topK", TopK);
+  if (s == napi_ok) s = define_function(env, exports, "topKRows", TopKRows);
   if (s == napi_ok) s = define_function(env, exports, "scatterNeuronMajor", ScatterNeuronMajor);
   return s == napi_ok ? define_function(env, exports, "toFloat16", ToFloat16) : s;
 }

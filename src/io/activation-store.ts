@@ -65,19 +65,28 @@ export async function writeActivationShard(path: string, layout: ShardLayout, ac
       'seedscope.layout': 'one row per neuron; acts = little-endian blob of the valid tokens in (row, position) order',
     },
   })
+  // A row group's acts column, PLAIN-encoded: each neuron's blob behind its u32 length, built in one buffer
+  // (float16 encoded straight into it) that goes to the file as it is.
+  const bytesPerValue = layout.dtype === 'float16' ? 2 : 4
+  const stride = 4 + tokens * bytesPerValue
+  const page = new Uint8Array(Math.min(neurons, NEURONS_PER_GROUP) * stride)
+  const pageView = new DataView(page.buffer)
   try {
     for (let start = 0; start < neurons; start += NEURONS_PER_GROUP) {
       const end = Math.min(neurons, start + NEURONS_PER_GROUP)
       const layer = new Int32Array(end - start)
       const neuron = new Int32Array(end - start)
-      const blobs: Uint8Array[] = []
       for (let row = start; row < end; row++) {
+        const at = (row - start) * stride
         layer[row - start] = Math.floor(global[row] / layout.dMlp)
         neuron[row - start] = global[row] % layout.dMlp
+        pageView.setUint32(at, tokens * bytesPerValue, true)
         const values = acts.subarray(row * tokens, (row + 1) * tokens)
-        blobs.push(layout.dtype === 'float16' ? float16Bytes(values, global[row], layout.dMlp, path) : littleEndianFloat32(values))
+        if (layout.dtype === 'float16') encodeFloat16(values, page, at + 4, global[row], layout.dMlp, path)
+        else page.set(littleEndianFloat32(values), at + 4)
       }
-      writer.append({ layer, neuron, acts: blobs })
+      const rows = end - start
+      writer.appendEncoded(rows, { layer: littleEndianInt32(layer), neuron: littleEndianInt32(neuron), acts: page.subarray(0, rows * stride) })
       await new Promise(setImmediate)
     }
   } catch (error) {
@@ -190,9 +199,12 @@ function fromLittleEndianFloat32(bytes: Uint8Array): Float32Array {
 }
 
 
-/** One neuron's values as little-endian binary16, refusing values float16 cannot hold instead of writing ±Inf. */
-function float16Bytes(values: Float32Array, neuron: number, dMlp: number, path: string): Uint8Array {
-  const bits = new Uint16Array(values.length)
+/**
+ * One neuron's values as little-endian binary16 into out at byteOffset (even), refusing values float16 cannot
+ * hold instead of writing ±Inf.
+ */
+function encodeFloat16(values: Float32Array, out: Uint8Array, byteOffset: number, neuron: number, dMlp: number, path: string): void {
+  const bits = new Uint16Array(out.buffer, out.byteOffset + byteOffset, values.length)
   const bad = kernels.toFloat16(values, bits)
   if (bad >= 0) {
     throw new Error(
@@ -201,7 +213,14 @@ function float16Bytes(values: Float32Array, neuron: number, dMlp: number, path: 
     )
   }
   if (!LITTLE_ENDIAN) for (let i = 0; i < bits.length; i++) bits[i] = ((bits[i] & 0xff) << 8) | (bits[i] >>> 8)
-  return new Uint8Array(bits.buffer)
+}
+
+function littleEndianInt32(values: Int32Array): Uint8Array {
+  if (LITTLE_ENDIAN) return new Uint8Array(values.buffer, values.byteOffset, values.byteLength)
+  const out = new Uint8Array(values.length * 4)
+  const view = new DataView(out.buffer)
+  values.forEach((v, i) => view.setInt32(i * 4, v, true))
+  return out
 }
 
 function fromFloat16Bytes(bytes: Uint8Array): Float32Array {

@@ -8,6 +8,7 @@ import { asyncBufferFromFile, parquetMetadata, parquetReadObjects, parquetSchema
 import { parquetHeader } from 'hyparquet/src/column.js'
 import type { FileMetaData, SchemaElement } from 'hyparquet'
 import { ByteWriter, ParquetWriter } from 'hyparquet-writer'
+import { writePageHeader } from 'hyparquet-writer/src/datapage.js'
 import { commitTemporary, temporaryPath } from './atomic-write.js'
 
 /**
@@ -88,6 +89,48 @@ export class TableWriter {
       rowGroupSize: n,
     })
     this.rowCount += n
+  }
+
+  /**
+   * Append one row group whose columns the caller has already PLAIN-encoded (columns of the spec, in order;
+   * required, uncompressed): each goes to the file as one data page straight from the caller's bytes. For
+   * large blobs (activations), where building hyparquet-writer's page would copy every byte twice.
+   */
+  appendEncoded(rows: number, encoded: Record<string, Uint8Array>): void {
+    if (rows === 0) return
+    const sink = this.sink
+    const groupStart = sink.offset
+    const columns = this.spec.columns.map(({ name, type, nullable, plain }) => {
+      const bytes = encoded[name]
+      if (bytes === undefined) throw new Error(`table ${this.path}: column ${name} missing from appendEncoded`)
+      if (nullable || (type !== 'INT32' && !(type === 'BYTE_ARRAY' && plain))) {
+        throw new Error(`table ${this.path}: column ${name} cannot be appended pre-encoded (required INT32 or plain BYTE_ARRAY only)`)
+      }
+      const offset = BigInt(sink.offset)
+      writePageHeader(sink, {
+        type: 'DATA_PAGE_V2',
+        uncompressed_page_size: bytes.length,
+        compressed_page_size: bytes.length,
+        data_page_header_v2: {
+          num_values: rows, num_nulls: 0, num_rows: rows, encoding: 'PLAIN',
+          definition_levels_byte_length: 0, repetition_levels_byte_length: 0, is_compressed: false,
+        },
+      })
+      sink.appendBytes(bytes)
+      const size = BigInt(sink.offset) - offset
+      return {
+        file_offset: offset,
+        meta_data: {
+          type: type as 'INT32' | 'BYTE_ARRAY', encodings: ['PLAIN' as const], path_in_schema: [name], codec: 'UNCOMPRESSED' as const,
+          num_values: BigInt(rows), total_uncompressed_size: size, total_compressed_size: size, data_page_offset: offset,
+        },
+      }
+    })
+    const size = BigInt(sink.offset - groupStart)
+    this.parquet.row_groups.push({ columns, total_byte_size: size, num_rows: BigInt(rows), total_compressed_size: size })
+    this.parquet.num_rows += BigInt(rows)
+    sink.flush()
+    this.rowCount += rows
   }
 
   /** Finish the file and move it into place; returns its size and sha256 (hashed as it was written). */

@@ -14,6 +14,7 @@ import { loadFastGemm, type GemmBackend } from '../model/gemm.js'
 import { readModelConfig } from '../model/hf-config.js'
 import { loadInstrumentedModel } from '../model/instrumented.js'
 import { findTokenizerFiles, loadTokenizer } from '../model/tokenizer.js'
+import { TopActivations } from '../stats/top-activations.js'
 import { EXTRACTION_REQUEST } from './extract/shard.js'
 import { ShardBuffer } from './extract/shard-buffer.js'
 import { forwardFlopsPerToken, parameterCount } from './plan-estimates.js'
@@ -182,8 +183,11 @@ async function measureForward(dir: string, positions: number, execution: Pick<Ex
     const valid = new Uint8Array(batchTokens).fill(1)
     for (let r = 0; r < FORWARD_ROWS; r++) valid[r * positions] = 0
     const layout = { nLayers, dMlp }
-    const fresh = () => new ShardBuffer(layout, batchTokens - FORWARD_ROWS, TOP_K, 'blocks.{l}.mlp.hook_post')
-    const statisticsSeconds = await timePerRun(async (buffer) => buffer.absorb(out, valid, 0, positions), fresh)
+    const fresh = () => new ShardBuffer(layout, batchTokens - FORWARD_ROWS, 'blocks.{l}.mlp.hook_post')
+    const statisticsSeconds = await timePerRun(async (buffer) => {
+      buffer.absorb(out, valid, 0, positions)
+      new TopActivations(nLayers * dMlp, TOP_K).addRows(buffer.acts, buffer.tokens, buffer.places)
+    }, fresh)
     return { tokensPerSecond: batchTokens / forwardSeconds, statisticsPerSecond: (nLayers * dMlp * batchTokens) / statisticsSeconds, loadSeconds }
   } finally {
     await model.release()

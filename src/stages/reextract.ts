@@ -133,7 +133,7 @@ function hashName(name: string): number {
 
 async function reextractShard(u: ReextractUnit, ctx: StageContext<ReextractParams>): Promise<void> {
   const { extract: params } = ctx.params
-  const { buffer, rows, positions, valid, layout } = await forwardShard(u, ctx, { site: params.site, topK: 1, batchRows: params.batch_rows })
+  const { buffer, rows, positions, valid, layout } = await forwardShard(u, ctx, { site: params.site, batchRows: params.batch_rows })
   const neurons = [...new Set([...u.chosen, ...u.comparison])].sort((a, b) => a - b)
   const tokens = buffer.tokens
   const selected = new Float32Array(neurons.length * tokens)

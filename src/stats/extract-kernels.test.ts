@@ -88,20 +88,22 @@ describe.each(backends.map((k) => [k.name, k] as const))('%s kernels: extract', 
     }
   })
 
-  it('topK keeps each neuron\'s k strongest (value, then earlier row and position) across chunks (brute force)', () => {
+  it('topKRows keeps each neuron\'s k strongest (value, then earlier row and position) across calls (brute force)', () => {
     const nPos = 16, k5 = 5, offset = 3, neurons = offset + width
     const random = seededRandom(3, 0)
-    const tied = Float32Array.from({ length: tokens * width }, (_, i) => (i % 11 === 0 ? NaN : Math.floor(random() * 6) - 2))
+    // Neuron-major rows [width, tokens] of small integers (many ties), with NaN and ±Infinity among them.
+    const special = [NaN, Infinity, -Infinity]
+    const rows = Float32Array.from({ length: width * tokens }, (_, i) => (i % 11 === 0 ? special[(i / 11) % 3] : Math.floor(random() * 6) - 2))
+    const row = Int32Array.from({ length: tokens }, (_, t) => 100 + Math.floor(t / nPos)), pos = Int32Array.from({ length: tokens }, (_, t) => t % nPos)
     const heaps: TopHeaps = { k: k5, size: new Int32Array(neurons), value: new Float64Array(neurons * k5), row: new Int32Array(neurons * k5), pos: new Int32Array(neurons * k5) }
-    const split = 10 * nPos // two chunks: rows 100… and 110…
-    k.topK(tied.subarray(0, split * width), split, width, valid.subarray(0, split), 100, nPos, offset, heaps)
-    k.topK(tied.subarray(split * width), tokens - split, width, valid.subarray(split), 110, nPos, offset, heaps)
+    const split = 10 * nPos // two calls, as two shards of the same neurons: tokens [0, split) and [split, tokens)
+    const part = (from: number, to: number) => Float32Array.from({ length: width * (to - from) }, (_, i) => rows[Math.floor(i / (to - from)) * tokens + from + (i % (to - from))])
+    k.topKRows(part(0, split), width, split, row.subarray(0, split), pos.subarray(0, split), offset, heaps)
+    k.topKRows(part(split, tokens), width, tokens - split, row.subarray(split), pos.subarray(split), offset, heaps)
     expect(Array.from(heaps.size.subarray(0, offset))).toEqual([0, 0, 0])
     for (let j = 0; j < width; j++) {
       const all: [number, number, number][] = []
-      for (let t = 0; t < tokens; t++) {
-        if (valid[t] && Number.isFinite(tied[t * width + j])) all.push([tied[t * width + j], 100 + Math.floor(t / nPos), t % nPos])
-      }
+      for (let t = 0; t < tokens; t++) if (Number.isFinite(rows[j * tokens + t])) all.push([rows[j * tokens + t], row[t], pos[t]])
       all.sort((x, y) => y[0] - x[0] || x[1] - y[1] || x[2] - y[2])
       const g = offset + j
       const kept: [number, number, number][] = []
@@ -197,15 +199,15 @@ describe.runIf(native)('native and JavaScript extract kernels agree bit for bit'
     expect(out(native!).equals(out(jsKernels))).toBe(true)
   })
 
-  it('topK and scatterNeuronMajor', () => {
+  it('topKRows and scatterNeuronMajor', () => {
     const out = (k: Kernels) => {
-      const n = 2 * width, top = 50
-      const heaps: TopHeaps = { k: top, size: new Int32Array(n), value: new Float64Array(n * top), row: new Int32Array(n * top), pos: new Int32Array(n * top) }
-      const acts = new Float32Array(n * tokens)
-      for (const [i, c] of [chunk, hard].entries()) {
-        k.topK(c, tokens, width, valid, 8 * i, 256, i * width, heaps)
-        k.scatterNeuronMajor(c, tokens, width, valid, acts.subarray(i * width * tokens), tokens, 0)
-      }
+      const top = 50, columns = 2 * valid.reduce((n, v) => n + v, 0) // both chunks' valid tokens, one after the other
+      const heaps: TopHeaps = { k: top, size: new Int32Array(width), value: new Float64Array(width * top), row: new Int32Array(width * top), pos: new Int32Array(width * top) }
+      const acts = new Float32Array(width * columns)
+      let column = 0
+      for (const c of [chunk, hard]) column = k.scatterNeuronMajor(c, tokens, width, valid, acts, columns, column)
+      const row = Int32Array.from({ length: columns }, (_, t) => Math.floor(t / 256)), pos = Int32Array.from({ length: columns }, (_, t) => t % 256)
+      k.topKRows(acts, width, columns, row, pos, 0, heaps)
       return bytesOf({ size: heaps.size, value: heaps.value, row: heaps.row, pos: heaps.pos, acts })
     }
     expect(out(native!).equals(out(jsKernels))).toBe(true)

@@ -7,7 +7,7 @@ import { createRequire } from 'node:module'
 import { fileURLToPath } from 'node:url'
 import { decodeF16, FLOAT16_MAX, toFloat16Bits } from '../io/safetensors-dtypes.js'
 import { HISTOGRAM_BINS, histogramBin } from './histogram.js'
-import { heapFloor, offerTop, type TopHeaps } from './top-heap.js'
+import { heapFloor, offerTop, sortWeakestFirst, type TopHeaps } from './top-heap.js'
 
 /** Rows stored as little-endian float32 (4) or float16 (2) blobs of equal length at byte offsets of a buffer. */
 export interface BlobRows {
@@ -42,10 +42,12 @@ export interface Kernels {
   /** Pass 2, over the same finite values in token order with d = x − mean[j]: s1[j] += d, s2[j] += d², s3[j] += d²·d, s4[j] += d²·d². */
   powerSums(chunk: Float32Array, tokens: number, width: number, valid: Uint8Array | undefined, mean: Float64Array, s1: Float64Array, s2: Float64Array, s3: Float64Array, s4: Float64Array): void
   /**
-   * Offer every value, in token order, to the heap of neuron neuronOffset + j (top-heap.ts `offerTop`); token t
-   * is row firstRow + ⌊t / nPos⌋, position t mod nPos.
+   * Keep in the heap of neuron neuronOffset + j the k strongest of its entries and of row j of neuron-major rows
+   * [neurons, tokens] (top-heap.ts's order; non-finite values never kept); token i is row rowOf[i], position
+   * posOf[i], in corpus order (TopActivations.addRows checks). The kept entries are stored sorted weakest first
+   * (`sortWeakestFirst`), whatever the algorithm.
    */
-  topK(chunk: Float32Array, tokens: number, width: number, valid: Uint8Array | undefined, firstRow: number, nPos: number, neuronOffset: number, heaps: TopHeaps): void
+  topKRows(rows: Float32Array, neurons: number, tokens: number, rowOf: Int32Array, posOf: Int32Array, neuronOffset: number, heaps: TopHeaps): void
   /**
    * Copy the i-th valid token's values into column `column + i` of the neuron-major rows of out [width, outTokens]:
    * out[j·outTokens + column + i] = chunk[t·width + j]. Returns the column after the last one written.
@@ -145,24 +147,27 @@ export const jsKernels: Kernels = {
       }
     }
   },
-  topK(chunk, tokens, width, valid, firstRow, nPos, neuronOffset, heaps) {
-    const k = heaps.k, neurons = neuronOffset + width
-    checkChunk(chunk, tokens, width, valid, { size: heaps.size }, neurons)
-    checkChunk(chunk, tokens, width, valid, { value: heaps.value, row: heaps.row, pos: heaps.pos }, neurons * k)
-    if (!(nPos >= 1 && k >= 1)) throw new RangeError('kernels: nPos and heap k must be positive')
-    // The weakest kept value per neuron: most values fail this one comparison.
-    const floor = new Float64Array(width)
-    for (let j = 0; j < width; j++) floor[j] = heapFloor(heaps, neuronOffset + j)
-    for (let t = 0; t < tokens; t++) {
-      if (valid && !valid[t]) continue
-      const base = t * width
-      for (let j = 0; j < width; j++) {
-        const x = chunk[base + j]
-        if (!(x >= floor[j])) continue // also skips NaN
-        const g = neuronOffset + j
-        offerTop(heaps, g, x, firstRow + Math.floor(t / nPos), t % nPos)
-        floor[j] = heapFloor(heaps, g)
+  topKRows(rows, neurons, tokens, rowOf, posOf, neuronOffset, heaps) {
+    const k = heaps.k, need = neuronOffset + neurons
+    if (!(neurons >= 0 && tokens >= 0 && neuronOffset >= 0 && k >= 1)) {
+      throw new RangeError('kernels: neurons, tokens and neuronOffset must not be negative, heap k must be positive')
+    }
+    if (rows.length < neurons * tokens || rowOf.length < tokens || posOf.length < tokens) {
+      throw new RangeError(`kernels: rows (${rows.length} values), rowOf (${rowOf.length}) or posOf (${posOf.length}) too short for ${neurons} neurons × ${tokens} tokens`)
+    }
+    for (const [name, array, n] of [['size', heaps.size, need], ['value', heaps.value, need * k], ['row', heaps.row, need * k], ['pos', heaps.pos, need * k]] as const) {
+      if (array.length < n) throw new RangeError(`kernels: heap ${name} has ${array.length} values, need ${n}`)
+    }
+    for (let j = 0; j < neurons; j++) {
+      const g = neuronOffset + j, base = j * tokens
+      let floor = heapFloor(heaps, g) // the weakest kept value: most values fail this one comparison
+      for (let i = 0; i < tokens; i++) {
+        const x = rows[base + i]
+        if (!(x >= floor)) continue // also skips NaN
+        offerTop(heaps, g, x, rowOf[i], posOf[i])
+        floor = heapFloor(heaps, g)
       }
+      sortWeakestFirst(heaps, g)
     }
   },
   scatterNeuronMajor(chunk, tokens, width, valid, out, outTokens, column) {
@@ -217,8 +222,8 @@ const ADDON = fileURLToPath(new URL('../../native/kernels/build/Release/kernels.
 export function loadNativeKernels(): Kernels | undefined {
   if (!existsSync(ADDON)) return undefined
   const addon = createRequire(import.meta.url)(ADDON) as Omit<Kernels, 'name'>
-  const { shiftRows, shiftBlobs, addFloat32Into, setThreads, momentSums, powerSums, topK, scatterNeuronMajor, toFloat16 } = addon
-  return { name: 'native', shiftRows, shiftBlobs, addFloat32Into, setThreads, momentSums, powerSums, topK, scatterNeuronMajor, toFloat16 }
+  const { shiftRows, shiftBlobs, addFloat32Into, setThreads, momentSums, powerSums, topKRows, scatterNeuronMajor, toFloat16 } = addon
+  return { name: 'native', shiftRows, shiftBlobs, addFloat32Into, setThreads, momentSums, powerSums, topKRows, scatterNeuronMajor, toFloat16 }
 }
 
 /** What the pipeline uses: the C kernels when built, else the JavaScript ones (SEEDSCOPE_KERNELS=js forces them). */

@@ -1,8 +1,18 @@
 import { describe, expect, it } from 'vitest'
 import { seededRandom } from './rotation.js'
-import { TopActivations, type TopActivation, type TopActivationsState } from './top-activations.js'
+import { TopActivations, type TokenPlaces, type TopActivation, type TopActivationsState } from './top-activations.js'
 
 const N_POS = 16
+
+// The neuron-major rows [width, tokens] of a token-major chunk [tokens, width], as a shard buffer holds them.
+function rowsOf(chunk: Float32Array, tokens: number, width: number): Float32Array {
+  return Float32Array.from({ length: chunk.length }, (_, i) => chunk[(i % tokens) * width + Math.floor(i / tokens)])
+}
+
+// Token t of rows starting at firstRow sits at row firstRow + ⌊t / N_POS⌋, position t mod N_POS.
+function placesOf(tokens: number, firstRow: number): TokenPlaces {
+  return { row: Int32Array.from({ length: tokens }, (_, t) => firstRow + Math.floor(t / N_POS)), pos: Int32Array.from({ length: tokens }, (_, t) => t % N_POS) }
+}
 
 // Small integers, so that many values tie and the (row, pos) tie-break decides.
 function tiedChunk(tokens: number, width: number, seed: number): Float32Array {
@@ -27,7 +37,7 @@ describe('TopActivations', () => {
     const tokens = 40 * N_POS, width = 5, k = 7
     const chunk = tiedChunk(tokens, width, 1)
     const top = new TopActivations(width, k)
-    top.add(chunk, tokens, { firstRow: 0, nPos: N_POS })
+    top.addRows(rowsOf(chunk, tokens, width), tokens, placesOf(tokens, 0))
     for (let j = 0; j < width; j++) expect(top.top(j)).toEqual(bruteForce(chunk, tokens, width, j, k))
   })
 
@@ -36,8 +46,8 @@ describe('TopActivations', () => {
     const chunk = tiedChunk(tokens, width, 2)
     const shards = [[0, 3], [3, 4], [4, 30], [30, 50]].map(([r0, r1]) => {
       const shard = new TopActivations(width, k)
-      const rows = chunk.subarray(r0 * N_POS * width, r1 * N_POS * width)
-      shard.add(rows, (r1 - r0) * N_POS, { firstRow: r0, nPos: N_POS })
+      const tokens = (r1 - r0) * N_POS
+      shard.addRows(rowsOf(chunk.subarray(r0 * N_POS * width, r1 * N_POS * width), tokens, width), tokens, placesOf(tokens, r0))
       return structuredClone(shard.state()) as TopActivationsState
     })
     const forward = new TopActivations(width, k), backward = new TopActivations(width, k)
@@ -51,11 +61,11 @@ describe('TopActivations', () => {
     expect(TopActivations.fromState(forward.state()).top(2)).toEqual(forward.top(2))
   })
 
-  it('skips invalid positions and non-finite values, and returns fewer than k when fewer exist', () => {
-    const chunk = Float32Array.from([NaN, 9, Infinity, 3, -Infinity, 8, 1, 2])  // [8 tokens, 1 neuron]
-    const valid = Uint8Array.from([1, 0, 1, 1, 1, 1, 1, 1])
+  it('skips non-finite values, and returns fewer than k when fewer exist', () => {
+    const row = Float32Array.from([NaN, Infinity, 3, -Infinity, 8, 1, 2])  // 1 neuron × 7 tokens
+    const places = { row: Int32Array.from([5, 5, 5, 6, 6, 6, 6]), pos: Int32Array.from([0, 2, 3, 0, 1, 2, 3]) }
     const top = new TopActivations(1, 10)
-    top.add(chunk, 8, { firstRow: 5, nPos: 4 }, { valid })
+    top.addRows(row, 7, places)
     expect(top.top(0)).toEqual([
       { value: 8, row: 6, pos: 1 }, { value: 3, row: 5, pos: 3 },
       { value: 2, row: 6, pos: 3 }, { value: 1, row: 6, pos: 2 },
@@ -66,8 +76,18 @@ describe('TopActivations', () => {
     const tokens = 3 * N_POS
     const chunk = tiedChunk(tokens, 2, 3)
     const top = new TopActivations(6, 3)
-    top.add(chunk, tokens, { firstRow: 0, nPos: N_POS }, { neuronOffset: 4 })
+    top.addRows(rowsOf(chunk, tokens, 2), tokens, placesOf(tokens, 0), 4)
     expect(top.top(3)).toEqual([])
     expect(top.top(5)).toEqual(bruteForce(chunk, tokens, 2, 1, 3))
+  })
+
+  it('keeps the earliest of many equal values (a constant neuron), and refuses tokens out of corpus order', () => {
+    const tokens = 5 * N_POS
+    const top = new TopActivations(1, 3)
+    top.addRows(new Float32Array(tokens).fill(0.5), tokens, placesOf(tokens, 2))
+    expect(top.top(0)).toEqual([0, 1, 2].map((pos) => ({ value: 0.5, row: 2, pos })))
+    const swapped = placesOf(tokens, 0)
+    swapped.pos[3] = 1
+    expect(() => top.addRows(new Float32Array(tokens), tokens, swapped)).toThrow(/token 3 .* is not after token 2/)
   })
 })

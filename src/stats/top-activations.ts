@@ -1,10 +1,9 @@
 // The top-k activating tokens of each neuron (SPEC §4, the study's top-50 dataset examples), as (row, pos, value),
-// streamed over token-major chunks and merged exactly across shards.
+// taken from neuron-major rows and merged exactly across shards.
 //
 // Order: value descending; ties go to the earlier (row, pos). With (row, pos) unique per token this is a total
 // order, so the kept set is the same whatever the chunking or the order in which shards are merged (top-heap.ts).
 import { kernels } from './kernels.js'
-import { chunkWidth } from './moments.js'
 import { offerTop, type TopHeaps } from './top-heap.js'
 
 export interface TopActivation {
@@ -18,10 +17,10 @@ export interface TopActivationsState extends TopHeaps {
   nNeurons: number
 }
 
-/** Where a chunk's tokens sit in the corpus: token t is row firstRow + ⌊t / nPos⌋, position t mod nPos. */
-export interface ChunkPlace {
-  firstRow: number
-  nPos: number
+/** Where tokens sit in the corpus: token i is row row[i], position pos[i]. */
+export interface TokenPlaces {
+  row: Int32Array
+  pos: Int32Array
 }
 
 export class TopActivations {
@@ -52,17 +51,26 @@ export class TopActivations {
   }
 
   /**
-   * Offer a token-major chunk `[tokens, width]` covering neurons [neuronOffset, neuronOffset + width).
-   * Invalid positions and non-finite values are never kept.
+   * Offer neuron-major rows `[neurons, tokens]` (a shard buffer's layout: one row per neuron, its tokens in
+   * corpus order, as `places` must say) covering neurons [neuronOffset, neuronOffset + neurons). Non-finite
+   * values are never kept.
    */
-  add(
-    chunk: Float32Array, tokens: number, place: ChunkPlace,
-    options: { valid?: Uint8Array; neuronOffset?: number } = {},
-  ): void {
-    const { valid, neuronOffset = 0 } = options
-    const width = chunkWidth('top-activations', chunk.length, tokens, valid, neuronOffset, this.nNeurons)
-    if (width === 0) return
-    kernels.topK(chunk, tokens, width, valid, place.firstRow, place.nPos, neuronOffset, this.s)
+  addRows(rows: Float32Array, tokens: number, places: TokenPlaces, neuronOffset = 0): void {
+    const neurons = tokens === 0 ? 0 : rows.length / tokens
+    if (!Number.isInteger(neurons) || neuronOffset < 0 || neuronOffset + neurons > this.nNeurons) {
+      throw new Error(`top-activations: ${rows.length} values are not rows of ${tokens} tokens within ${this.nNeurons} neurons from ${neuronOffset}`)
+    }
+    const { row, pos } = places
+    if (row.length !== tokens || pos.length !== tokens) {
+      throw new Error(`top-activations: ${row.length} rows and ${pos.length} positions for ${tokens} tokens`)
+    }
+    for (let i = 1; i < tokens; i++) {
+      // The kernel keeps only the first k of the tokens that tie at its floor: it needs them in corpus order.
+      if (row[i] < row[i - 1] || (row[i] === row[i - 1] && pos[i] <= pos[i - 1])) {
+        throw new Error(`top-activations: token ${i} (row ${row[i]}, position ${pos[i]}) is not after token ${i - 1} (row ${row[i - 1]}, position ${pos[i - 1]})`)
+      }
+    }
+    if (neurons > 0) kernels.topKRows(rows, neurons, tokens, places.row, places.pos, neuronOffset, this.s)
   }
 
   /** Merge another shard's top-k (same neurons and k). */

@@ -50,6 +50,17 @@ export function offerTop(h: TopHeaps, g: number, value: number, row: number, pos
   put(h, base + i, value, row, pos)
 }
 
+/**
+ * Rewrite neuron g's heap sorted weakest first: a valid min-heap, and one arrangement for a given set of entries,
+ * so that kernels finding the same top k by different algorithms store the same bytes.
+ */
+export function sortWeakestFirst(h: TopHeaps, g: number): void {
+  const base = g * h.k
+  const entries = Array.from({ length: h.size[g] }, (_, e) => [h.value[base + e], h.row[base + e], h.pos[base + e]] as const)
+  entries.sort((x, y) => (weaker(x[0], x[1], x[2], y[0], y[1], y[2]) ? -1 : 1))
+  entries.forEach(([value, row, pos], e) => put(h, base + e, value, row, pos))
+}
+
 // x ranks below y: smaller value, or the same value at a later (row, pos).
 function weaker(xv: number, xr: number, xp: number, yv: number, yr: number, yp: number): boolean {
   return xv < yv || (xv === yv && (xr > yr || (xr === yr && xp > yp)))

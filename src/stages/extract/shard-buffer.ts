@@ -1,24 +1,24 @@
 // What one seed keeps while a shard of token rows goes through its model, batch by batch, in both modes: the
-// site's activations at valid positions, neuron-major [neurons, valid tokens], and the shard's streaming
-// statistics (float64 moments and histogram of hook_pre, top-k of the site).
+// site's activations at valid positions, neuron-major [neurons, valid tokens], where each valid token sits in the
+// corpus, and the shard's float64 moments and histogram of hook_pre. The site's top-k are taken from the
+// neuron-major rows afterwards (TopActivations.addRows), where each neuron's heap stays in cache.
 import { site } from '../../model/sites.js'
 import type { OutputTensor } from '../../model/runtime.js'
 import { kernels } from '../../stats/kernels.js'
 import { NeuronMoments } from '../../stats/moments.js'
-import { TopActivations } from '../../stats/top-activations.js'
+import type { TokenPlaces } from '../../stats/top-activations.js'
 
 export type Site = 'blocks.{l}.mlp.hook_post' | 'blocks.{l}.mlp.hook_pre'
 
 export class ShardBuffer {
   readonly acts: Float32Array // [neurons, tokens]
   readonly moments: NeuronMoments
-  readonly top: TopActivations
+  readonly places: TokenPlaces // corpus row and position of each valid token (each column of acts)
   private column = 0 // valid tokens absorbed so far
 
   constructor(
     readonly layout: { nLayers: number; dMlp: number },
     readonly tokens: number, // valid tokens in the shard
-    topK: number,
     private readonly site: Site,
     storage?: Float32Array, // memory for acts to reuse (fresh memory costs a page fault per 4 KiB on first write)
     private readonly statistics = true, // false: activations only (a streamed pass after the first)
@@ -27,7 +27,7 @@ export class ShardBuffer {
     if (storage && storage.length < neurons * tokens) throw new Error(`shard buffer: storage of ${storage.length} values for ${neurons} neurons × ${tokens} tokens`)
     this.acts = storage ? storage.subarray(0, neurons * tokens) : new Float32Array(neurons * tokens)
     this.moments = new NeuronMoments(neurons)
-    this.top = new TopActivations(neurons, topK)
+    this.places = { row: new Int32Array(tokens), pos: new Int32Array(tokens) }
   }
 
   /**
@@ -41,13 +41,15 @@ export class ShardBuffer {
     for (let layer = 0; layer < nLayers; layer++) {
       const offset = layer * dMlp
       const act = outputs[hook(layer)].data
-      if (this.statistics) {
-        this.moments.add(outputs[site.mlpPre(layer)].data, tokens, { valid, neuronOffset: offset })
-        this.top.add(act, tokens, { firstRow, nPos: positions }, { valid, neuronOffset: offset })
-      }
+      if (this.statistics) this.moments.add(outputs[site.mlpPre(layer)].data, tokens, { valid, neuronOffset: offset })
       scatterNeuronMajor(act, valid, dMlp, offset, this.acts, this.tokens, this.column)
     }
-    for (let t = 0; t < tokens; t++) this.column += valid[t]
+    for (let t = 0; t < tokens; t++) {
+      if (!valid[t]) continue
+      this.places.row[this.column] = firstRow + Math.floor(t / positions)
+      this.places.pos[this.column] = t % positions
+      this.column++
+    }
   }
 }
 

@@ -12,12 +12,21 @@ export function shardStatsTensors(moments: NeuronMoments, top: TopActivations): 
   const n = m.nNeurons
   const tensors: Record<string, TensorToWrite> = {}
   for (const field of MOMENT_FIELDS) tensors[`moments.${field}`] = { dtype: 'F64', shape: [n], data: m[field] }
-  tensors['moments.histogram'] = { dtype: 'F64', shape: [n, HISTOGRAM_BINS], data: m.histogram }
+  tensors['moments.histogram'] = histogramTensor(m.histogram, n)
   tensors['top.size'] = { dtype: 'I32', shape: [n], data: t.size }
   tensors['top.value'] = { dtype: 'F64', shape: [n, t.k], data: t.value }
   tensors['top.row'] = { dtype: 'I32', shape: [n, t.k], data: t.row }
   tensors['top.pos'] = { dtype: 'I32', shape: [n, t.k], data: t.pos }
   return tensors
+}
+
+// Histogram counts are integers: int32 halves the file (its largest part: 257 counts per neuron) whenever they
+// fit, which a shard's always do; a whole corpus's may not (streamed mode), then they stay float64.
+function histogramTensor(histogram: Float64Array, n: number): TensorToWrite {
+  let max = 0
+  for (let i = 0; i < histogram.length; i++) if (histogram[i] > max) max = histogram[i]
+  const shape = [n, HISTOGRAM_BINS]
+  return max <= 0x7fffffff ? { dtype: 'I32', shape, data: Int32Array.from(histogram) } : { dtype: 'F64', shape, data: histogram }
 }
 
 export function readShardStats(path: string): { moments: MomentsState; top: TopActivationsState } {
@@ -28,7 +37,7 @@ export function readShardStats(path: string): { moments: MomentsState; top: TopA
     return tensor as unknown as { shape: number[]; data: T }
   }
   const n = get<Float64Array>('moments.count').shape[0]
-  const moments = { nNeurons: n, histogram: get<Float64Array>('moments.histogram').data } as MomentsState
+  const moments = { nNeurons: n, histogram: Float64Array.from(get<Float64Array | Int32Array>('moments.histogram').data) } as MomentsState
   for (const field of MOMENT_FIELDS) moments[field] = get<Float64Array>(`moments.${field}`).data
   const value = get<Float64Array>('top.value')
   return {

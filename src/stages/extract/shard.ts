@@ -5,6 +5,7 @@ import { countValid, writeActivationShard } from '../../io/activation-store.js'
 import { writeSafetensors } from '../../io/safetensors.js'
 import { borrowModelRunner } from '../../model/model-worker.js'
 import type { StageContext } from '../../runner/stage.js'
+import { TopActivations } from '../../stats/top-activations.js'
 import { readTokenRows, type TokenRow } from '../tokenize/stage.js'
 import type { ExtractParams, ShardUnit } from './index.js'
 import { activationPath, shardStatsPath } from './index.js'
@@ -16,12 +17,33 @@ export const EXTRACTION_REQUEST = { mlpPre: true, mlpPost: true } // hook_pre fe
 
 export async function extractShard(unit: ShardUnit, ctx: StageContext<ExtractParams>): Promise<void> {
   const { extract: params } = ctx.params
-  const shard = await forwardShard(unit, ctx, { site: params.site, topK: params.top_k, batchRows: params.batch_rows })
+  const shard = await forwardShard(unit, ctx, { site: params.site, batchRows: params.batch_rows })
   const { buffer, rows, positions, valid } = shard
+  // Taken here, off the forward slot, while the next unit's model runs.
+  const top = new TopActivations(buffer.acts.length / buffer.tokens || 0, params.top_k)
+  top.addRows(buffer.acts, buffer.tokens, buffer.places)
   const layout = { ...shard.layout, rows: rows.map((r) => r.row), positions, valid, dtype: params.dtype, site: params.site }
   // The next unit's forward passes run meanwhile: the write yields to them between row groups.
   await writeActivationShard(ctx.outputPath(activationPath(unit.seed, unit.shard)), layout, buffer.acts)
-  writeSafetensors(ctx.outputPath(shardStatsPath(unit.seed, unit.shard)), shardStatsTensors(buffer.moments, buffer.top))
+  writeSafetensors(ctx.outputPath(shardStatsPath(unit.seed, unit.shard)), shardStatsTensors(buffer.moments, top))
+  spareBuffers.giveBack(buffer.acts)
+}
+
+/**
+ * Shard buffers of finished units, for the next ones: a fresh buffer costs a page fault (and the kernel's
+ * zeroing) per 4 KiB of its ~600 MB at GPT-2-small size, and unmapping one interrupts the model's threads. At
+ * most two wait here.
+ */
+const spareBuffers = {
+  free: [] as Float32Array[],
+  take(values: number): Float32Array | undefined {
+    const i = this.free.findIndex((storage) => storage.length >= values)
+    return i < 0 ? undefined : this.free.splice(i, 1)[0]
+  },
+  giveBack(acts: Float32Array): void {
+    this.free.push(new Float32Array(acts.buffer))
+    if (this.free.length > 2) this.free.shift()
+  },
 }
 
 export interface ForwardedShard {
@@ -39,7 +61,7 @@ export interface ForwardedShard {
 export async function forwardShard(
   unit: { checkpoint: string; rowStart: number; rowEnd: number; skipIds: number[] },
   ctx: StageContext<unknown>,
-  options: { site: Site; topK: number; batchRows: number },
+  options: { site: Site; batchRows: number },
 ): Promise<ForwardedShard> {
   const rows = await readTokenRows(ctx.upstream.path('tokenize'), { rowStart: unit.rowStart, rowEnd: unit.rowEnd })
   const positions = rows[0].tokens.length
@@ -49,7 +71,8 @@ export async function forwardShard(
     const model = await borrowModelRunner(unit.checkpoint, EXTRACTION_REQUEST, { threads: ctx.execution.threads, provider: ctx.execution.provider })
     try {
       const layout = { nLayers: model.config.shape.nLayers, dMlp: model.config.shape.dMlp }
-      const buffer = new ShardBuffer(layout, countValid(valid), options.topK, options.site)
+      const tokens = countValid(valid)
+      const buffer = new ShardBuffer(layout, tokens, options.site, spareBuffers.take(layout.nLayers * layout.dMlp * tokens))
       // The next batch waits in the worker's queue while this thread absorbs the current one, so the model never
       // idles while this thread is busy (absorbing, or writing the previous unit's shard).
       type Pending = { start: number; batch: TokenRow[]; outputs: ReturnType<typeof model.run> }

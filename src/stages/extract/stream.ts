@@ -137,7 +137,7 @@ export async function extractStream(u: StreamUnit & { checkpointing: Checkpointi
       const valid = validPositions(rows.map((r) => r.tokens), positions, u.skipIds)
       const tokens = countValid(valid)
       storage ??= layouts.map((l) => new Float32Array(l.nLayers * l.dMlp * maxShardRows * positions))
-      const buffers = layouts.map((layout, i) => new ShardBuffer(layout, tokens, params.top_k, params.site, storage![i], seedSums))
+      const buffers = layouts.map((layout, i) => new ShardBuffer(layout, tokens, params.site, storage![i], seedSums))
       for (let start = 0; start < rows.length; start += params.batch_rows) {
         const batch = rows.slice(start, start + params.batch_rows)
         const ids = { data: idsOf(batch, positions), batch: batch.length, positions }
@@ -153,7 +153,7 @@ export async function extractStream(u: StreamUnit & { checkpointing: Checkpointi
         sums.forEach((s, i) => {
           s.within.add(buffers[i].acts, tokens)
           s.moments.merge(buffers[i].moments)
-          s.top.merge(buffers[i].top)
+          s.top.addRows(buffers[i].acts, tokens, buffers[i].places)
         })
       }
       tokensSinceCheckpoint += tokens
