@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { writeTinyGpt2 } from '../../test/helpers/tiny-models.js'
-import { borrowModelRunner } from './model-worker.js'
+import { borrowModelRunner, prefetchModelRunner } from './model-worker.js'
 
 // Under vitest the worker script is not compiled, so runners run in this thread; the lending is the same.
 describe('borrowModelRunner', () => {
@@ -33,5 +33,22 @@ describe('borrowModelRunner', () => {
     expect(second.config).not.toBe(first.config)
     expect(Object.keys(await second.run(tokens))).toContain('blocks.0.mlp.hook_post')
     await second.close()
+  })
+
+  it('hands a prefetched model to its borrower, and closes a runner handed back while another model waits', async () => {
+    const other = writeTinyGpt2(join(dir, 'b'), 2)
+    const first = await borrowModelRunner(model, request)
+    prefetchModelRunner(other, request)
+    prefetchModelRunner(other, request) // already waiting: nothing more to load
+    await first.close() // the prefetched model waits, so this one closes
+    const next = await borrowModelRunner(other, request)
+    expect(Object.keys(await next.run(tokens))).toContain('blocks.0.mlp.hook_post')
+    await next.close()
+    const again = await borrowModelRunner(other, request)
+    expect(again.config).toBe(next.config) // kept
+    await again.close()
+    const back = await borrowModelRunner(model, request)
+    expect(back.config).not.toBe(first.config) // closed above, loaded again
+    await back.close()
   })
 })

@@ -21,27 +21,37 @@ export interface ModelRunner {
   keepAlive?(yes: boolean): void
 }
 
-// Runners handed back by borrowModelRunner's borrowers, ready for the next unit with the same model.
-const idle = new Map<string, ModelRunner>()
+// Runners handed back by borrowModelRunner's borrowers, or loaded ahead by prefetchModelRunner, ready for the next
+// unit with the same model; and how many runners of each model are lent out now.
+const idle = new Map<string, Promise<ModelRunner>>()
+const lentOut = new Map<string, number>()
+
+const runnerKey = (dir: string, request: OutputRequest, options: SessionOptions) => JSON.stringify([resolve(dir), request, options])
 
 /**
  * Like startModelRunner, but close() keeps the runner for the next borrower of the same model, request and
  * options: a stage's consecutive units (one seed's shards) then load the model once, not once per unit (0.1 s
- * and a worker thread each). Asking for another model first closes the kept ones, so at most one idle model
- * holds memory. A runner whose run() failed is closed, not kept. Kept runners never keep the process alive.
+ * and a worker thread each). At most one model waits idle: asking for another model closes the kept ones, and a
+ * runner handed back while another model waits is closed. A runner whose run() failed is closed, not kept. Kept
+ * runners never keep the process alive.
  */
 export async function borrowModelRunner(dir: string, request: OutputRequest, options: SessionOptions = {}): Promise<ModelRunner> {
-  const key = JSON.stringify([resolve(dir), request, options])
-  let runner = idle.get(key)
+  const key = runnerKey(dir, request, options)
+  let kept = idle.get(key)
   idle.delete(key)
-  if (!runner) {
-    const others = [...idle.values()]
-    idle.clear()
-    await Promise.all(others.map((r) => r.close()))
-    runner = await startModelRunner(dir, request, options)
+  if (!kept) {
+    await closeIdle() // before loading another model: its memory goes first
+    kept = startModelRunner(dir, request, options)
   }
-  runner.keepAlive?.(true)
-  const lent = runner
+  lentOut.set(key, (lentOut.get(key) ?? 0) + 1)
+  let lent: ModelRunner
+  try {
+    lent = await kept
+  } catch (error) {
+    lentOut.set(key, lentOut.get(key)! - 1)
+    throw error
+  }
+  lent.keepAlive?.(true)
   let failed = false
   let returned = false
   return {
@@ -53,11 +63,32 @@ export async function borrowModelRunner(dir: string, request: OutputRequest, opt
     async close() {
       if (returned) return
       returned = true
-      if (failed || idle.has(key)) return lent.close()
+      lentOut.set(key, lentOut.get(key)! - 1)
+      if (failed || idle.size > 0) return lent.close()
       lent.keepAlive?.(false)
-      idle.set(key, lent)
+      idle.set(key, Promise.resolve(lent))
     },
   }
+}
+
+/**
+ * Start loading a model for a borrower to come, unless a runner of it is already lent out or waiting: a stage
+ * calls this before it waits for a forward slot, so that the next seed's model loads while the current one runs.
+ * A failed load is reported to that borrower.
+ */
+export function prefetchModelRunner(dir: string, request: OutputRequest, options: SessionOptions = {}): void {
+  const key = runnerKey(dir, request, options)
+  if (idle.has(key) || (lentOut.get(key) ?? 0) > 0) return
+  void closeIdle()
+  const loading = startModelRunner(dir, request, options)
+  loading.then((runner) => runner.keepAlive?.(false), () => {})
+  idle.set(key, loading)
+}
+
+function closeIdle(): Promise<unknown> {
+  const others = [...idle.values()]
+  idle.clear()
+  return Promise.all(others.map((runner) => runner.then((r) => r.close(), () => {})))
 }
 
 const WORKER_SCRIPT = new URL('./model-worker-thread.js', import.meta.url)

@@ -3,7 +3,7 @@
 import pLimit, { type LimitFunction } from 'p-limit'
 import { countValid, writeActivationShard } from '../../io/activation-store.js'
 import { writeSafetensors } from '../../io/safetensors.js'
-import { borrowModelRunner } from '../../model/model-worker.js'
+import { borrowModelRunner, prefetchModelRunner } from '../../model/model-worker.js'
 import type { StageContext } from '../../runner/stage.js'
 import { TopActivations } from '../../stats/top-activations.js'
 import { readTokenRows, type TokenRow } from '../tokenize/stage.js'
@@ -67,8 +67,10 @@ export async function forwardShard(
   const positions = rows[0].tokens.length
   const valid = validPositions(rows.map((r) => r.tokens), positions, unit.skipIds)
   ctx.progress.setTotal(rows.length * positions)
+  const session = { threads: ctx.execution.threads, provider: ctx.execution.provider }
+  prefetchModelRunner(unit.checkpoint, EXTRACTION_REQUEST, session) // the next seed's model loads while this one runs
   return forwardSlot(ctx.execution.concurrency, async () => {
-    const model = await borrowModelRunner(unit.checkpoint, EXTRACTION_REQUEST, { threads: ctx.execution.threads, provider: ctx.execution.provider })
+    const model = await borrowModelRunner(unit.checkpoint, EXTRACTION_REQUEST, session)
     try {
       const layout = { nLayers: model.config.shape.nLayers, dMlp: model.config.shape.dMlp }
       const tokens = countValid(valid)
