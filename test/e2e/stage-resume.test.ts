@@ -212,6 +212,41 @@ describe('streamed mode, killed and resumed', () => {
   })
 })
 
+describe('streamed mode over layer blocks, killed and resumed', () => {
+  test('SIGKILL in the second layer block: the first stays done, the second resumes from its checkpoint, bytes as uninterrupted', async () => {
+    // A pair's cross sums (2 layers × 256 neurons a side, float64) take 2 MiB: a budget of 1.5 MiB makes two blocks.
+    const config = CONFIG.replace('extract: { rows_per_shard: 2, batch_rows: 2, top_k: 5 }', 'extract: { rows_per_shard: 2, batch_rows: 2, top_k: 5, mode: streamed }')
+      .replace('correlate: { checkpoint_every: 64 }', 'correlate: { checkpoint_every: 64, max_memory_gib: 0.0015 }')
+    const uninterrupted = runCli(['run'], project('blocked-reference', config))
+    expect(uninterrupted.status, uninterrupted.stderr).toBe(0)
+    expect(uninterrupted.stderr).toMatch(/\] extract stream-2of2: layer block 2 of 2/)
+    const blockedReference = outputFiles(out(join(root, 'blocked-reference')))
+
+    const dir = project('blocked-killed', config)
+    const checkpoint = () => {
+      const unitDir = out(dir, 'extract', '.partial', 'stream-2of2')
+      return existsSync(unitDir) && readdirSync(unitDir).some((key) => existsSync(join(unitDir, key, 'stream.safetensors')))
+    }
+    const child = startCli(['run'], dir)
+    const { exited } = watchChild(child)
+    let ended = false
+    void exited.then(() => (ended = true))
+    const caught = await until(checkpoint, 'the second block saves a checkpoint', { stop: () => ended })
+    child.kill('SIGKILL')
+    const killed = await exited
+    expect(caught, `the stream ended before the second block's checkpoint was seen:\n${killed.stderr}`).toBe(true)
+    expect([...finishedUnits(out(dir), 'extract').keys()]).toEqual(['stream-1of2'])
+
+    const resumed = runCli(['run'], dir)
+    expect(resumed.status, resumed.stderr).toBe(0)
+    expect(skippedInLog(resumed.stderr, 'extract')).toEqual(['stream-1of2'])
+    expect(resumed.stderr).toMatch(/\] extract stream-2of2: resuming from a checkpoint \((\d+) of \d+ shards done\)$/m)
+    const results = outputFiles(out(dir))
+    expect(differingFiles(results, blockedReference)).toEqual([])
+    expect(strayTemporaries(out(dir))).toEqual([])
+  })
+})
+
 describe('seedscope run on the real stages, with corrupt outputs', () => {
   test('a truncated and a bit-flipped extract shard: only their units rerun, downstream stays skipped, bytes restored', () => {
     const dir = projectFromReference('corrupted')
