@@ -52,9 +52,9 @@ describe('formulas on a tiny GPT-2', () => {
   })
 
   test('memory of an extract unit and of a correlate pair', () => {
-    // two units' activations twice each (one running its model, one writing) + 12 bytes per parameter
-    // (16,384 + (4096 + 128) · 32) + two batches of hook_pre and hook_post (one absorbed, the next queued)
-    expect(extractUnitMemory(TINY, scenario)).toBe(2 * 128 * 1008 * 4 * 2 + PARAMETERS * 12 + 2 * 8 * 64 * 128 * 2 * 4) // 4,931,584
+    // three shard buffers (one unit running its model, one writing, one spare) + two models of 12 bytes per
+    // parameter (16,384 + (4096 + 128) · 32) + two batches of hook_pre and hook_post (one absorbed, the next queued)
+    expect(extractUnitMemory(TINY, scenario)).toBe(3 * 128 * 1008 * 4 + 2 * PARAMETERS * 12 + 2 * 8 * 64 * 128 * 2 * 4) // 6,234,112
     // one layer of A: float64 sums, checkpoint copy and float32 product; within-layer sums of both; a shard of both + shifted copies
     expect(storedPairMemory(TINY, TINY, 1, 1008)).toBe(64 * 128 * 20 + 2 * (2 * 64 * 64 * 8) + (128 + 128 + 64 + 128) * 1008 * 4) // 2,101,248
   })
@@ -66,7 +66,7 @@ describe('stage estimates of the tiny scenario', () => {
     expect(e.tokens).toBe(3 * 3072)
     expect(e.flops).toBe(3 * 3072 * 49_152) // 452,984,832
     expect(e.diskBytes).toBe(3 * 128 * 3024 * 4 + 3 * 3 * 281_088) // activations + shard statistics: 7,174,656
-    expect(e.memoryBytes).toBe(4_931_584)
+    expect(e.memoryBytes).toBe(6_234_112) // extractUnitMemory above
     // forward FLOPs, statistics per neuron·token, and a model load for each of the 3 × 3 shard units
     expect(e.seconds).toBeCloseTo(452_984_832 / 1e9 + (3 * 128 * 3072) / 1e7 + 3 * 3 * PARAMETERS * 1e-6, 9)
     expect(e.notes).toContainEqual(expect.stringMatching(/^mode: stored in the config; recommended stored: /))

@@ -99,13 +99,13 @@ export function pairBlocks(a: ModelDims, b: ModelDims, maxMemoryGiB: number): La
 }
 
 /**
- * Peak memory of one forward slot of stored-mode extract: the unit running its model (the shard's activations
- * twice: buffer, encoded output; the model; the batch being absorbed and the next one, queued) and the unit before
- * it, writing its shard (pipelineDepth 2).
+ * Peak memory of one forward slot of stored-mode extract: the unit running its model (its shard buffer, the
+ * batch being absorbed and the next one, queued), the unit before it writing its shard (pipelineDepth 2), a spare
+ * shard buffer kept for the next unit, and two models (the next seed's loads while this one runs).
  */
 export function extractUnitMemory(m: ModelDims, s: Pick<Scenario, 'shardValid' | 'ctx' | 'extract'>): number {
-  const shard = neuronCount(m) * s.shardValid * 4 * 2
-  return 2 * shard + modelMemory(m) + 2 * batchOutputBytes(m, s)
+  const shard = neuronCount(m) * s.shardValid * 4
+  return 3 * shard + 2 * modelMemory(m) + 2 * batchOutputBytes(m, s)
 }
 
 /**
