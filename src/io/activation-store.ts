@@ -7,7 +7,7 @@
 // are valid (SPEC §2: not BOS, not a skipped token) is stored once per shard, in the key-value metadata, as the
 // shard's row numbers and a bitmask over (row, position).
 import { type BlobRows, kernels } from '../stats/kernels.js'
-import { decodeF16 } from './safetensors-dtypes.js'
+import { decodeF16, littleEndianBytes } from './safetensors-dtypes.js'
 import { readPlainBlobs, readTable, readTableInfo, TableWriter } from './tables.js'
 
 export const NEURONS_PER_GROUP = 256
@@ -83,10 +83,10 @@ export async function writeActivationShard(path: string, layout: ShardLayout, ac
         pageView.setUint32(at, tokens * bytesPerValue, true)
         const values = acts.subarray(row * tokens, (row + 1) * tokens)
         if (layout.dtype === 'float16') encodeFloat16(values, page, at + 4, global[row], layout.dMlp, path)
-        else page.set(littleEndianFloat32(values), at + 4)
+        else page.set(littleEndianBytes(values), at + 4)
       }
       const rows = end - start
-      writer.appendEncoded(rows, { layer: littleEndianInt32(layer), neuron: littleEndianInt32(neuron), acts: page.subarray(0, rows * stride) })
+      writer.appendEncoded(rows, { layer: littleEndianBytes(layer), neuron: littleEndianBytes(neuron), acts: page.subarray(0, rows * stride) })
       await new Promise(setImmediate)
     }
   } catch (error) {
@@ -184,20 +184,11 @@ function unpackBits(bits: Uint8Array, n: number): Uint8Array {
 // but say so rather than assume it).
 const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1
 
-function littleEndianFloat32(values: Float32Array): Uint8Array {
-  if (LITTLE_ENDIAN) return new Uint8Array(values.buffer, values.byteOffset, values.byteLength)
-  const out = new Uint8Array(values.length * 4)
-  const view = new DataView(out.buffer)
-  values.forEach((v, i) => view.setFloat32(i * 4, v, true))
-  return out
-}
-
 function fromLittleEndianFloat32(bytes: Uint8Array): Float32Array {
   if (LITTLE_ENDIAN && bytes.byteOffset % 4 === 0) return new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4)
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
   return Float32Array.from({ length: bytes.byteLength / 4 }, (_, i) => view.getFloat32(i * 4, true))
 }
-
 
 /**
  * One neuron's values as little-endian binary16 into out at byteOffset (even), refusing values float16 cannot
@@ -213,14 +204,6 @@ function encodeFloat16(values: Float32Array, out: Uint8Array, byteOffset: number
     )
   }
   if (!LITTLE_ENDIAN) for (let i = 0; i < bits.length; i++) bits[i] = ((bits[i] & 0xff) << 8) | (bits[i] >>> 8)
-}
-
-function littleEndianInt32(values: Int32Array): Uint8Array {
-  if (LITTLE_ENDIAN) return new Uint8Array(values.buffer, values.byteOffset, values.byteLength)
-  const out = new Uint8Array(values.length * 4)
-  const view = new DataView(out.buffer)
-  values.forEach((v, i) => view.setInt32(i * 4, v, true))
-  return out
 }
 
 function fromFloat16Bytes(bytes: Uint8Array): Float32Array {

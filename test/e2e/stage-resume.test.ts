@@ -72,6 +72,22 @@ function correlateCheckpoint(dir: string): string | undefined {
   return undefined
 }
 
+/** Start `seedscope run` in dir and SIGKILL it once the streamed unit `unit` has saved a checkpoint. */
+async function killAtStreamCheckpoint(dir: string, unit: string): Promise<void> {
+  const checkpoint = () => {
+    const unitDir = out(dir, 'extract', '.partial', unit)
+    return existsSync(unitDir) && readdirSync(unitDir).some((key) => existsSync(join(unitDir, key, 'stream.safetensors')))
+  }
+  const child = startCli(['run'], dir)
+  const { exited } = watchChild(child)
+  let ended = false
+  void exited.then(() => (ended = true))
+  const caught = await until(checkpoint, `${unit} saves a checkpoint`, { stop: () => ended })
+  child.kill('SIGKILL')
+  const killed = await exited
+  expect(caught, `the run ended before ${unit} saved a checkpoint:\n${killed.stderr}`).toBe(true)
+}
+
 beforeAll(() => {
   buildCli()
   root = mkdtempSync(join(tmpdir(), 'seedscope-stage-resume-'))
@@ -183,18 +199,7 @@ describe('streamed mode, killed and resumed', () => {
   test('SIGKILL mid-stream: the rerun resumes from the checkpoint and ends with the stored run\'s bytes (SPEC §7)', async () => {
     const config = CONFIG.replace('extract: { rows_per_shard: 2, batch_rows: 2, top_k: 5 }', 'extract: { rows_per_shard: 2, batch_rows: 2, top_k: 5, mode: streamed }')
     const dir = project('streamed-killed', config)
-    const checkpoint = () => {
-      const unitDir = out(dir, 'extract', '.partial', 'stream')
-      return existsSync(unitDir) && readdirSync(unitDir).some((key) => existsSync(join(unitDir, key, 'stream.safetensors')))
-    }
-    const child = startCli(['run'], dir)
-    const { exited } = watchChild(child)
-    let ended = false
-    void exited.then(() => (ended = true))
-    const caught = await until(checkpoint, 'the stream unit saves a checkpoint', { stop: () => ended })
-    child.kill('SIGKILL')
-    const killed = await exited
-    expect(caught, `the stream ended before a checkpoint was seen:\n${killed.stderr}`).toBe(true)
+    await killAtStreamCheckpoint(dir, 'stream')
     expect(finishedUnits(out(dir), 'extract').size).toBe(0)
 
     const resumed = runCli(['run'], dir)
@@ -223,18 +228,7 @@ describe('streamed mode over layer blocks, killed and resumed', () => {
     const blockedReference = outputFiles(out(join(root, 'blocked-reference')))
 
     const dir = project('blocked-killed', config)
-    const checkpoint = () => {
-      const unitDir = out(dir, 'extract', '.partial', 'stream-2of2')
-      return existsSync(unitDir) && readdirSync(unitDir).some((key) => existsSync(join(unitDir, key, 'stream.safetensors')))
-    }
-    const child = startCli(['run'], dir)
-    const { exited } = watchChild(child)
-    let ended = false
-    void exited.then(() => (ended = true))
-    const caught = await until(checkpoint, 'the second block saves a checkpoint', { stop: () => ended })
-    child.kill('SIGKILL')
-    const killed = await exited
-    expect(caught, `the stream ended before the second block's checkpoint was seen:\n${killed.stderr}`).toBe(true)
+    await killAtStreamCheckpoint(dir, 'stream-2of2')
     expect([...finishedUnits(out(dir), 'extract').keys()]).toEqual(['stream-1of2'])
 
     const resumed = runCli(['run'], dir)
