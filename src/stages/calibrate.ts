@@ -3,9 +3,10 @@
 // bytes of the corpus make a token. Each result is cached in <output_dir>/.cache/calibration.json under a key
 // naming the machine (CPU model, cores) and what was measured (files, shape, threads), so a second plan
 // measures nothing and a changed key measures again.
-import { readFileSync, rmSync, statSync } from 'node:fs'
+import { existsSync, readFileSync, rmSync, statSync } from 'node:fs'
 import { availableParallelism, cpus } from 'node:os'
 import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import type { CorpusConfig, ExecutionConfig } from '../config.js'
 import { writeFileAtomic } from '../io/atomic-write.js'
 import { checkpointFiles } from '../io/checkpoint.js'
@@ -147,7 +148,7 @@ export function calibrateForward(
   const positions = Math.min(ctx, shape.nCtx)
   const files = checkpointFiles(seed.checkpoint).map(fileStamp)
   const key = {
-    what: 'forward', machine: thisMachine(), files, rows: FORWARD_ROWS, ctx: positions,
+    what: 'forward', machine: thisMachine(), code: buildStamps(), files, rows: FORWARD_ROWS, ctx: positions,
     threads: execution.threads, provider: execution.provider, request: EXTRACTION_REQUEST,
   }
   return cachedCalibration(outputDir, key, async () => {
@@ -192,6 +193,15 @@ async function measureForward(dir: string, positions: number, execution: Pick<Ex
   } finally {
     await model.release()
   }
+}
+
+/**
+ * The build whose speed a forward calibration measured: this module (rewritten by every `make build`) and the
+ * native kernels addon. A faster or slower build measures again instead of planning with the old numbers.
+ */
+function buildStamps(): [string, number, number][] {
+  const files = [fileURLToPath(import.meta.url), fileURLToPath(new URL('../../native/kernels/build/Release/kernels.node', import.meta.url))]
+  return files.filter((file) => existsSync(file)).map(fileStamp)
 }
 
 /** A file as a cache key sees it: path, size, modification time. */

@@ -68,9 +68,9 @@ export function activationBytes(neurons: number, validTokens: number, dtype: Ext
   return neurons * validTokens * dtypeBytes(dtype)
 }
 
-/** One shard's statistics file (extract/shard-stats.ts): 7 float64 moment sums, the histogram, top-k heaps. */
+/** One shard's statistics file (extract/shard-stats.ts): 7 float64 moment sums, int32 histogram counts, top-k heaps. */
 export function shardStatsBytes(neurons: number, topK: number): number {
-  return neurons * ((7 + HISTOGRAM_BINS) * 8 + 4 + topK * (8 + 4 + 4))
+  return neurons * (7 * 8 + HISTOGRAM_BINS * 4 + 4 + topK * (8 + 4 + 4))
 }
 
 /** The all-pairs GEMM of one seed pair: 2·N_a·N_b·T (SPEC §7: 2.7e17 for GPT-2 small at T = 1e8). */
@@ -211,8 +211,10 @@ export function estimateExtract(s: Scenario, rates: Rates, freeDiskBytes: number
   const f = rates.forward
   const forwardSeconds = f && forwardFlops / f.flopsPerSecond
   const statisticsSeconds = f && statisticsWork / f.statisticsPerSecond
-  // Stored mode loads a seed's model for each of its shards; streamed mode loads every model once.
-  const loads = f && s.seeds.reduce((sum, { dims }) => sum + parameterCount(dims), 0) * f.loadSecondsPerParameter * (stored ? s.shardsPerSeed : 1)
+  // Every model loads once: a seed's shard units borrow one loaded model (src/model/model-worker.ts), in as many
+  // copies as units run their models at once.
+  const copies = stored ? Math.min(s.concurrency, s.shardsPerSeed) : 1
+  const loads = f && s.seeds.reduce((sum, { dims }) => sum + parameterCount(dims), 0) * f.loadSecondsPerParameter * copies
   const first = s.seeds[0].dims
   const recommended = recommendMode(activations, freeDiskBytes, s.tokensPerSeed)
   const notes = [
