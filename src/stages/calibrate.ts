@@ -9,6 +9,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { CorpusConfig, ExecutionConfig } from '../config.js'
 import { writeFileAtomic } from '../io/atomic-write.js'
+import { writeActivationShard } from '../io/activation-store.js'
 import { checkpointFiles } from '../io/checkpoint.js'
 import { listCorpusFiles, readCorpus } from '../io/corpus.js'
 import { loadFastGemm, type GemmBackend } from '../model/gemm.js'
@@ -44,7 +45,8 @@ export interface ForwardCalibration {
   tokensPerSecond: number // forward passes of the extraction graph
   flopsPerToken: number // of that graph (plan-estimates.ts), to scale the rate to other models
   statisticsPerSecond: number // neuron·tokens per second through moments, top-k and the neuron-major copy
-  loadSeconds: number // checkpoint → weights → graph → session: paid by every stored extract unit
+  writeBytesPerSecond: number // activation shards (float32 Parquet, hashed, fsynced) written under output_dir
+  loadSeconds: number // checkpoint → weights → graph → session: paid once per seed
   parameters: number // of the loaded model (plan-estimates.ts's count), to scale the load time to other models
 }
 
@@ -152,7 +154,7 @@ export function calibrateForward(
     threads: execution.threads, provider: execution.provider, request: EXTRACTION_REQUEST,
   }
   return cachedCalibration(outputDir, key, async () => {
-    const rates = await measureForward(seed.checkpoint, positions, execution)
+    const rates = await measureForward(seed.checkpoint, positions, execution, join(outputDir, '.cache', 'calibration-shard.parquet'))
     const { nLayers, dModel, dMlp } = shape
     return {
       parameters: parameterCount(shape),
@@ -167,7 +169,7 @@ export function calibrateForward(
   })
 }
 
-async function measureForward(dir: string, positions: number, execution: Pick<ExecutionConfig, 'threads' | 'provider'>) {
+async function measureForward(dir: string, positions: number, execution: Pick<ExecutionConfig, 'threads' | 'provider'>, scratchShard: string) {
   const loadStart = performance.now()
   const model = await loadInstrumentedModel(dir, EXTRACTION_REQUEST, { threads: execution.threads, provider: execution.provider })
   const loadSeconds = (performance.now() - loadStart) / 1000
@@ -185,11 +187,23 @@ async function measureForward(dir: string, positions: number, execution: Pick<Ex
     for (let r = 0; r < FORWARD_ROWS; r++) valid[r * positions] = 0
     const layout = { nLayers, dMlp }
     const fresh = () => new ShardBuffer(layout, batchTokens - FORWARD_ROWS, 'blocks.{l}.mlp.hook_post')
-    const statisticsSeconds = await timePerRun(async (buffer) => {
+    let buffer!: ShardBuffer
+    const statisticsSeconds = await timePerRun(async (input) => {
+      buffer = input
       buffer.absorb(out, valid, 0, positions)
       new TopActivations(nLayers * dMlp, TOP_K).addRows(buffer.acts, buffer.tokens, buffer.places)
     }, fresh)
-    return { tokensPerSecond: batchTokens / forwardSeconds, statisticsPerSecond: (nLayers * dMlp * batchTokens) / statisticsSeconds, loadSeconds }
+    // Then its activations as a shard, on the disk the outputs go to.
+    const shard = { nLayers, dMlp, rows: Array.from({ length: FORWARD_ROWS }, (_, r) => r), positions, valid, dtype: 'float32' as const, site: 'calibration' }
+    let bytes = 0
+    const writeSeconds = await timePerRun(async () => (bytes = (await writeActivationShard(scratchShard, shard, buffer.acts)).bytes))
+    rmSync(scratchShard, { force: true })
+    return {
+      tokensPerSecond: batchTokens / forwardSeconds,
+      statisticsPerSecond: (nLayers * dMlp * batchTokens) / statisticsSeconds,
+      writeBytesPerSecond: bytes / writeSeconds,
+      loadSeconds,
+    }
   } finally {
     await model.release()
   }

@@ -32,7 +32,7 @@ export interface Scenario {
 /** This machine's calibrated rates (calibrate.ts); an absent rate leaves that time unknown. */
 export interface Rates {
   // effective forward FLOP/s; neuron·tokens/s of statistics; seconds to load a model, per parameter
-  forward?: { flopsPerSecond: number; statisticsPerSecond: number; loadSecondsPerParameter: number }
+  forward?: { flopsPerSecond: number; statisticsPerSecond: number; writeBytesPerSecond: number; loadSecondsPerParameter: number }
   gemmFlopsPerSecond?: number
 }
 
@@ -225,9 +225,10 @@ export function estimateExtract(s: Scenario, rates: Rates, freeDiskBytes: number
   let estimate: PlanEstimate
   if (stored) {
     notes.push(`stored: ${decimalBytes(activations)} of activations (${perToken}) + ${decimalBytes(statistics)} of shard statistics`)
-    const seconds = f && (forwardSeconds! + statisticsSeconds! + loads!) / s.parallelSpeedup
+    const writeSeconds = f && activations / f.writeBytesPerSecond
+    const seconds = f && (forwardSeconds! + statisticsSeconds! + writeSeconds! + loads!) / s.parallelSpeedup
     if (f) {
-      const parts = `forward ${duration(forwardSeconds!)} + statistics ${duration(statisticsSeconds!)} + loading models ${duration(loads!)}`
+      const parts = `forward ${duration(forwardSeconds!)} + statistics ${duration(statisticsSeconds!)} + writing ${duration(writeSeconds!)} + loading models ${duration(loads!)}`
       notes.push(`time: ${parts}${s.parallelSpeedup > 1 ? `, ${s.parallelSpeedup} units at once` : ''}`)
     }
     estimate = { tokens: s.tokensPerSeed * s.seeds.length, flops: forwardFlops, diskBytes: activations + statistics, memoryBytes: memory, seconds }

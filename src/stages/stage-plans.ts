@@ -114,9 +114,9 @@ async function forwardRate(cfg: PipelineConfig, scenario: Scenario): Promise<{ r
     `calibrated forward of ${c.seed}'s extraction graph (${c.shape.nLayers} layers × ${c.shape.dMlp} neurons, d_model ${c.shape.dModel}, ` +
     `${c.rows} rows × ${c.ctx} tokens, ${cfg.execution.threads} threads): ${Math.round(c.tokensPerSecond).toLocaleString('en-US')} tok/s ` +
     `(${(flopsPerSecond / 1e9).toPrecision(3)} GFLOP/s effective), statistics ${c.statisticsPerSecond.toExponential(1)} neuron·tok/s, ` +
-    `loading ${c.loadSeconds.toFixed(2)} s; ` +
+    `writing ${(c.writeBytesPerSecond / 1e6).toFixed(0)} MB/s, loading ${c.loadSeconds.toFixed(2)} s; ` +
     `${when(calibrated, cfg)}${scaledNote}`
-  return { rate: { flopsPerSecond, statisticsPerSecond: c.statisticsPerSecond, loadSecondsPerParameter: c.loadSeconds / c.parameters }, note }
+  return { rate: { flopsPerSecond, statisticsPerSecond: c.statisticsPerSecond, writeBytesPerSecond: c.writeBytesPerSecond, loadSecondsPerParameter: c.loadSeconds / c.parameters }, note }
 }
 
 async function gemmRate(cfg: PipelineConfig): Promise<{ rate: number; note: string }> {
