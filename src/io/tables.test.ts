@@ -99,6 +99,29 @@ describe('TableWriter', () => {
     expect((await readTable(path)).map((row) => row.n)).toEqual([1, 2, 3, 4, 5])
   })
 
+  it('appendEncoded writes caller-encoded PLAIN pages that hyparquet reads back, beside ordinary row groups', async () => {
+    const blobs: TableSpec = { columns: [{ name: 'n', type: 'INT32' }, { name: 'b', type: 'BYTE_ARRAY', plain: true }] }
+    const path = join(scratch(), 'encoded.parquet')
+    const writer = new TableWriter(path, blobs)
+    writer.append({ n: new Int32Array([7]), b: [Uint8Array.from([1, 2])] })
+    // PLAIN BYTE_ARRAY: each value's u32 little-endian length, then its bytes
+    const page = Uint8Array.from([3, 0, 0, 0, 9, 8, 7, 0, 0, 0, 0, 1, 0, 0, 0, 6])
+    writer.appendEncoded(3, { n: new Uint8Array(Int32Array.from([8, 9, 10]).buffer), b: page })
+    writer.close()
+    expect((await readTableInfo(path)).rowGroups).toEqual([{ rowStart: 0, rowEnd: 1 }, { rowStart: 1, rowEnd: 4 }])
+    const rows = await readTable(path)
+    expect(rows.map((row) => row.n)).toEqual([7, 8, 9, 10])
+    expect(rows.map((row) => Array.from(row.b as Uint8Array))).toEqual([[1, 2], [9, 8, 7], [], [6]])
+  })
+
+  it('appendEncoded refuses a missing column and a column it cannot take pre-encoded', () => {
+    const writer = new TableWriter(join(scratch(), 'refused.parquet'), { columns: [{ name: 'n', type: 'INT32' }, { name: 'd', type: 'DOUBLE' }] })
+    expect(() => writer.appendEncoded(1, { d: new Uint8Array(8) })).toThrow(/column n missing/)
+    expect(() => writer.appendEncoded(1, { n: new Uint8Array(4), d: new Uint8Array(8) })).toThrow(/column d cannot be appended pre-encoded/)
+    expect(writer.rowCount).toBe(0)
+    writer.abort()
+  })
+
   it('abort leaves the previous file in place and no temporary file', async () => {
     const dir = scratch()
     const path = join(dir, 'keep.parquet')

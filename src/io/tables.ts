@@ -98,14 +98,16 @@ export class TableWriter {
    */
   appendEncoded(rows: number, encoded: Record<string, Uint8Array>): void {
     if (rows === 0) return
-    const sink = this.sink
-    const groupStart = sink.offset
-    const columns = this.spec.columns.map(({ name, type, nullable, plain }) => {
-      const bytes = encoded[name]
-      if (bytes === undefined) throw new Error(`table ${this.path}: column ${name} missing from appendEncoded`)
+    for (const { name, type, nullable, plain } of this.spec.columns) { // all checked before anything is written
+      if (encoded[name] === undefined) throw new Error(`table ${this.path}: column ${name} missing from appendEncoded`)
       if (nullable || (type !== 'INT32' && !(type === 'BYTE_ARRAY' && plain))) {
         throw new Error(`table ${this.path}: column ${name} cannot be appended pre-encoded (required INT32 or plain BYTE_ARRAY only)`)
       }
+    }
+    const sink = this.sink
+    const groupStart = sink.offset
+    const columns = this.spec.columns.map(({ name, type }) => {
+      const bytes = encoded[name]
       const offset = BigInt(sink.offset)
       writePageHeader(sink, {
         type: 'DATA_PAGE_V2',

@@ -20,7 +20,7 @@ export async function extractShard(unit: ShardUnit, ctx: StageContext<ExtractPar
   const shard = await forwardShard(unit, ctx, { site: params.site, batchRows: params.batch_rows })
   const { buffer, rows, positions, valid } = shard
   // Taken here, off the forward slot, while the next unit's model runs.
-  const top = new TopActivations(buffer.acts.length / buffer.tokens || 0, params.top_k)
+  const top = new TopActivations(shard.layout.nLayers * shard.layout.dMlp, params.top_k)
   top.addRows(buffer.acts, buffer.tokens, buffer.places)
   const layout = { ...shard.layout, rows: rows.map((r) => r.row), positions, valid, dtype: params.dtype, site: params.site }
   // The next unit's forward passes run meanwhile: the write yields to them between row groups.
