@@ -1,8 +1,8 @@
 // Short measurements for `seedscope plan` (SPEC §7): how fast the first seed's extraction graph runs on this
-// machine (and the per-neuron statistics extract keeps beside it), how fast the pair-sums GEMM is, and how many
-// bytes of the corpus make a token. Each result is cached in <output_dir>/.cache/calibration.json under a key
-// naming the machine (CPU model, cores) and what was measured (files, shape, threads), so a second plan
-// measures nothing and a changed key measures again.
+// machine (with the per-neuron statistics extract keeps beside it and the writing of its shards), how fast the
+// pair-sums GEMM is, and how many bytes of the corpus make a token. Each result is cached in
+// <output_dir>/.cache/calibration.json under a key naming the machine (CPU model, cores), the build, and what was
+// measured (files, shape, threads), so a second plan measures nothing and a changed key measures again.
 import { existsSync, readFileSync, rmSync, statSync } from 'node:fs'
 import { availableParallelism, cpus } from 'node:os'
 import { join } from 'node:path'
