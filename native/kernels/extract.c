@@ -311,17 +311,26 @@ static void* scratch(napi_env env, int64_t count, size_t size) {
   return p;
 }
 
+// The arguments both moment kernels take: a chunk (argv[0..3]) and five Float64Array outputs (argv[4..8]) of
+// `width` values each, the last of width × last_per_neuron.
+static int moment_args(napi_env env, napi_callback_info info, const char* usage, const char* const names[5], int64_t last_per_neuron,
+                       Chunk* c, double* out[5]) {
+  napi_value argv[9];
+  if (!get_args(env, info, 9, argv, usage) || !chunk_args(env, argv, c)) return 0;
+  const int64_t need[5] = {c->width, c->width, c->width, c->width, c->width * last_per_neuron};
+  return f64_args(env, argv + 4, names, need, out);
+}
+
 // momentSums(chunk, tokens, width, valid, count, sum, positive, nonFinite, histogram)
 static napi_value MomentSums(napi_env env, napi_callback_info info) {
-  napi_value argv[9];
-  if (!get_args(env, info, 9, argv, "momentSums(chunk, tokens, width, valid, count, sum, positive, nonFinite, histogram)")) return NULL;
   static const char* const names[5] = {"count", "sum", "positive", "nonFinite", "histogram"};
   Chunk c;
   double* o[5];
-  if (!chunk_args(env, argv, &c)) return NULL;
-  const int64_t need[5] = {c.width, c.width, c.width, c.width, c.width * BINS};
   int32_t* bins;
-  if (!f64_args(env, argv + 4, names, need, o) || !(bins = scratch(env, c.width, sizeof *bins))) return NULL;
+  if (!moment_args(env, info, "momentSums(chunk, tokens, width, valid, count, sum, positive, nonFinite, histogram)", names, BINS, &c, o) ||
+      !(bins = scratch(env, c.width, sizeof *bins))) {
+    return NULL;
+  }
   moment_sums(c.data, c.tokens, c.width, c.valid, o[0], o[1], o[2], o[3], o[4], bins);
   free(bins);
   return NULL;
@@ -329,14 +338,10 @@ static napi_value MomentSums(napi_env env, napi_callback_info info) {
 
 // powerSums(chunk, tokens, width, valid, mean, s1, s2, s3, s4)
 static napi_value PowerSums(napi_env env, napi_callback_info info) {
-  napi_value argv[9];
-  if (!get_args(env, info, 9, argv, "powerSums(chunk, tokens, width, valid, mean, s1, s2, s3, s4)")) return NULL;
   static const char* const names[5] = {"mean", "s1", "s2", "s3", "s4"};
   Chunk c;
   double* o[5];
-  if (!chunk_args(env, argv, &c)) return NULL;
-  const int64_t need[5] = {c.width, c.width, c.width, c.width, c.width};
-  if (!f64_args(env, argv + 4, names, need, o)) return NULL;
+  if (!moment_args(env, info, "powerSums(chunk, tokens, width, valid, mean, s1, s2, s3, s4)", names, 1, &c, o)) return NULL;
   power_sums(c.data, c.tokens, c.width, c.valid, o[0], o[1], o[2], o[3], o[4]);
   return NULL;
 }
