@@ -12,7 +12,7 @@ export type Site = 'blocks.{l}.mlp.hook_post' | 'blocks.{l}.mlp.hook_pre'
 
 export class ShardBuffer {
   readonly acts: Float32Array // [neurons, tokens]
-  readonly moments: NeuronMoments
+  private readonly hookPreMoments?: NeuronMoments // absent without statistics: a neurons × 257 float64 histogram is 76 MB at GPT-2-small size
   readonly places: TokenPlaces // corpus row and position of each valid token (each column of acts)
   private column = 0 // valid tokens absorbed so far
 
@@ -21,13 +21,19 @@ export class ShardBuffer {
     readonly tokens: number, // valid tokens in the shard
     private readonly site: Site,
     storage?: Float32Array, // memory for acts to reuse (fresh memory costs a page fault per 4 KiB on first write)
-    private readonly statistics = true, // false: activations only (a streamed pass after the first)
+    statistics = true, // false: activations only (a streamed pass after the first)
   ) {
     const neurons = layout.nLayers * layout.dMlp
     if (storage && storage.length < neurons * tokens) throw new Error(`shard buffer: storage of ${storage.length} values for ${neurons} neurons × ${tokens} tokens`)
     this.acts = storage ? storage.subarray(0, neurons * tokens) : new Float32Array(neurons * tokens)
-    this.moments = new NeuronMoments(neurons)
+    if (statistics) this.hookPreMoments = new NeuronMoments(neurons)
     this.places = { row: new Int32Array(tokens), pos: new Int32Array(tokens) }
+  }
+
+  /** The shard's moments and histogram of hook_pre; only a buffer built with statistics has them. */
+  get moments(): NeuronMoments {
+    if (!this.hookPreMoments) throw new Error('shard buffer: built without statistics, it has no moments')
+    return this.hookPreMoments
   }
 
   /**
@@ -41,7 +47,7 @@ export class ShardBuffer {
     for (let layer = 0; layer < nLayers; layer++) {
       const offset = layer * dMlp
       const act = outputs[hook(layer)].data
-      if (this.statistics) this.moments.add(outputs[site.mlpPre(layer)].data, tokens, { valid, neuronOffset: offset })
+      this.hookPreMoments?.add(outputs[site.mlpPre(layer)].data, tokens, { valid, neuronOffset: offset })
       scatterNeuronMajor(act, valid, dMlp, offset, this.acts, this.tokens, this.column)
     }
     for (let t = 0; t < tokens; t++) {

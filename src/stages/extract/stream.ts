@@ -92,7 +92,11 @@ export async function extractStream(u: StreamUnit & { checkpointing: Checkpointi
   const { gemm } = loadFastGemm(ctx.execution.threads)
   kernels.setThreads(ctx.execution.threads)
   const threads = Math.max(1, Math.floor(ctx.execution.threads / u.seeds.length))
-  const runners = await Promise.all(u.seeds.map((s) => startModelRunner(s.checkpoint, EXTRACTION_REQUEST, { threads, provider: ctx.execution.provider })))
+  // Later layer blocks only add their layers' cross sums: no statistics, so no hook_pre from the models (the
+  // site's values do not depend on which other outputs a graph exposes; checked on GPT-2 and GPT-NeoX graphs).
+  const seedSums = !u.block || u.block.index === 0
+  const request = seedSums || params.site === 'blocks.{l}.mlp.hook_pre' ? EXTRACTION_REQUEST : { mlpPost: true }
+  const runners = await Promise.all(u.seeds.map((s) => startModelRunner(s.checkpoint, request, { threads, provider: ctx.execution.provider })))
   try {
     const layouts = runners.map((r) => ({ nLayers: r.config.shape.nLayers, dMlp: r.config.shape.dMlp }))
     const pairs = seedPairs(u.seeds.map((s, i) => ({ ...s, index: i })))
@@ -102,7 +106,7 @@ export async function extractStream(u: StreamUnit & { checkpointing: Checkpointi
     if (saved && saved.rows !== rowsKey) {
       throw new Error(`${checkpointPath}: this checkpoint covers other token rows than the current config; delete it to start over`)
     }
-    const sums: SeedSums[] = u.seeds.map((s, i) => {
+    const sums: SeedSums[] | undefined = seedSums ? u.seeds.map((s, i) => {
       const state = saved?.seeds[s.name]
       const n = layouts[i].nLayers * layouts[i].dMlp
       return {
@@ -110,12 +114,11 @@ export async function extractStream(u: StreamUnit & { checkpointing: Checkpointi
         top: state ? TopActivations.fromState(state.top) : new TopActivations(n, params.top_k),
         within: state ? WithinLayerMoments.fromState(state.within, gemm) : new WithinLayerMoments({ ...layouts[i], gemm }),
       }
-    })
+    }) : undefined
     const cross: PearsonAccumulator[] = pairs.map(([a, b]) => {
       const state = saved?.pairs[`${a.name}--${b.name}`]
       return state ? PearsonAccumulator.fromState(state, gemm) : crossSums(layouts[a.index], layouts[b.index], u.block ?? ALL_LAYERS(layouts[a.index]), gemm)
     })
-    const seedSums = !u.block || u.block.index === 0 // later blocks only add their layers' cross sums
     if (u.block) ctx.log(`layer block ${u.block.index + 1} of ${u.block.total}: A's layers ${u.block.first}–${u.block.first + u.block.count - 1} against all of B, to fit correlate.max_memory_gib`)
     const firstShard = saved?.shardsDone ?? 0
     const rowsOf = (k: number) => u.shards[k].rowEnd - u.shards[k].rowStart
@@ -149,7 +152,7 @@ export async function extractStream(u: StreamUnit & { checkpointing: Checkpointi
       }
       // The shard's activations enter every accumulator as one chunk, as stored mode reads them back.
       pairs.forEach(([a, b], p) => addChunk(cross[p], buffers[a.index].acts, buffers[b.index].acts, tokens))
-      if (seedSums) {
+      if (sums) {
         sums.forEach((s, i) => {
           s.within.add(buffers[i].acts, tokens)
           s.moments.merge(buffers[i].moments)
@@ -164,7 +167,7 @@ export async function extractStream(u: StreamUnit & { checkpointing: Checkpointi
         lastCheckpoint = Date.now()
       }
     }
-    if (seedSums) {
+    if (sums) {
       u.seeds.forEach((s, i) => {
         writeSafetensors(ctx.outputPath(streamStatsPath(s.name)), shardStatsTensors(sums[i].moments, sums[i].top))
         writeStateFile(ctx.outputPath(streamWithinPath(s.name)), sums[i].within.state())
@@ -180,14 +183,14 @@ function checkpoint(
   shardsDone: number,
   rows: string,
   u: StreamUnit,
-  sums: SeedSums[],
+  sums: SeedSums[] | undefined, // absent in a later layer block
   pairs: [{ name: string }, { name: string }][],
   cross: PearsonAccumulator[],
 ): StreamCheckpoint {
   return {
     shardsDone,
     rows,
-    seeds: Object.fromEntries(u.seeds.map((s, i) => [s.name, { moments: sums[i].moments.state(), top: sums[i].top.state(), within: sums[i].within.state() }])),
+    seeds: sums ? Object.fromEntries(u.seeds.map((s, i) => [s.name, { moments: sums[i].moments.state(), top: sums[i].top.state(), within: sums[i].within.state() }])) : {},
     pairs: Object.fromEntries(pairs.map(([a, b], p) => [`${a.name}--${b.name}`, cross[p].state()])),
   }
 }
