@@ -41,3 +41,17 @@ test('the bundled families are there: at least 4 GPT-2 and 3 Pythia-style seeds'
   expect(seeds.filter((s) => s.startsWith('gpt2-')).length).toBeGreaterThanOrEqual(4)
   expect(seeds.filter((s) => s.startsWith('pythia-')).length).toBeGreaterThanOrEqual(3)
 })
+
+// A streamed pass after its first layer block asks its models for hook_post only; its values must be those of
+// a graph that also exposes hook_pre (as the first block's and stored mode's do), or the blocks would disagree.
+test.each(['gpt2-s0', 'pythia-s0'].filter((name) => existsSync(join(MODELS, name))))('%s: hook_post is bit-identical with and without hook_pre among the outputs', async (name) => {
+  const dir = join(MODELS, name)
+  const both = await loadInstrumentedModel(dir, { mlpPre: true, mlpPost: true }, { threads: 2 })
+  const postOnly = await loadInstrumentedModel(dir, { mlpPost: true }, { threads: 2 })
+  const rows = Array.from({ length: 4 }, (_, r) => Array.from({ length: 64 }, (_, p) => (r * 7919 + p * 104729) % 1000))
+  const [a, b] = [await both.run(tokenBatch(rows)), await postOnly.run(tokenBatch(rows))]
+  await Promise.all([both.release(), postOnly.release()])
+  expect(Object.keys(b).sort()).toEqual(Array.from({ length: both.config.shape.nLayers }, (_, l) => site.mlpPost(l)).sort())
+  const bytes = (x: ArrayBufferView) => Buffer.from(x.buffer, x.byteOffset, x.byteLength)
+  for (const key of Object.keys(b)) expect(bytes(b[key].data).equals(bytes(a[key].data)), key).toBe(true)
+})
