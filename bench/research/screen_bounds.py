@@ -31,7 +31,7 @@ import argparse
 import numpy as np
 
 
-def load(path, n, layers):
+def load(path, n):
     x = np.fromfile(path, dtype=np.float32).astype(np.float64).reshape(n, -1)
     x -= x.mean(1, keepdims=True)
     norm = np.linalg.norm(x, axis=1, keepdims=True)
@@ -51,7 +51,7 @@ def main():
     seeds = args.seeds.split(',')
     S, L, N = len(seeds), args.layers, args.neurons
     d = N // L
-    Z = [load(f'{args.dir}/{s}.f32', N, L) for s in seeds]
+    Z = [load(f'{args.dir}/{s}.f32', N) for s in seeds]
     T = Z[0].shape[1]
     layer = lambda m: slice(m * d, (m + 1) * d)
     G = [[(Z[s][layer(m)] @ Z[s][layer(m)].T).astype(np.float64) for m in range(L)] for s in range(S)]
@@ -159,7 +159,8 @@ def main():
                     lo_mean, hi_mean = np.mean(list(seed_lo.values())), np.mean(list(seed_hi.values()))
                     if mean_corr[a][i] - hi_mean > args.threshold or mean_corr[a][i] - lo_mean <= args.threshold:
                         break
-                exact[i] = np.mean(list(seed_lo.values()))  # within the proven side of the threshold
+                # Exact where refined, else the lower bound: on the side of the threshold the loop proved.
+                exact[i] = np.mean(list(seed_lo.values()))
             flag = yes.copy()
             flag[undecided] = (mean_corr[a] - exact)[undecided] > args.threshold
             assert (flag == flags[a]).all(), 'screened flags differ from the full computation'

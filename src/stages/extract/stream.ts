@@ -68,8 +68,11 @@ export function streamBlocks(layouts: readonly ModelLayout[], maxMemoryGiB: numb
   return blocks.length === 1 ? undefined : blocks.map((b, index) => ({ ...b, index, total: blocks.length }))
 }
 
+/** Whether the unit sums each seed's statistics and within-layer moments: only the first (or only) pass does. */
+const sumsSeeds = (u: StreamUnit) => !u.block || u.block.index === 0
+
 export function streamOutputs(u: StreamUnit): string[] {
-  const sums = !u.block || u.block.index === 0 ? u.seeds.flatMap((s) => [streamStatsPath(s.name), streamWithinPath(s.name)]) : []
+  const sums = sumsSeeds(u) ? u.seeds.flatMap((s) => [streamStatsPath(s.name), streamWithinPath(s.name)]) : []
   return [...sums, ...seedPairs(u.seeds).map(([a, b]) => streamCrossPath(a.name, b.name, u.block))]
 }
 
@@ -94,7 +97,7 @@ export async function extractStream(u: StreamUnit & { checkpointing: Checkpointi
   const threads = Math.max(1, Math.floor(ctx.execution.threads / u.seeds.length))
   // Later layer blocks only add their layers' cross sums: no statistics, so no hook_pre from the models (the
   // site's values do not depend on which other outputs a graph exposes; checked on GPT-2 and GPT-NeoX graphs).
-  const seedSums = !u.block || u.block.index === 0
+  const seedSums = sumsSeeds(u)
   const request = seedSums || params.site === 'blocks.{l}.mlp.hook_pre' ? EXTRACTION_REQUEST : { mlpPost: true }
   const runners = await Promise.all(u.seeds.map((s) => startModelRunner(s.checkpoint, request, { threads, provider: ctx.execution.provider })))
   try {
