@@ -155,6 +155,28 @@ const correlate = z
       .positive()
       .default(10)
       .describe('default 10: streamed/correlate sums are also saved after this many minutes, whichever comes first'),
+    mode: z
+      .enum(['full', 'screened'])
+      .default('full')
+      .describe('default full: every pair\'s whole correlation matrix. screened (stored extraction only): the same maxima, argmaxes and flags, proven by bounds from a shared low-rank basis, with far fewer FLOPs where the activations are low-rank; baselines are exact only where a flag needs them (bench/research/README.md)'),
+    screen: z
+      .object({
+        directions: z
+          .number()
+          .int()
+          .positive()
+          .default(16)
+          .describe('default 16: principal directions per seed and layer that seed the shared basis'),
+        basis: z
+          .number()
+          .int()
+          .positive()
+          .default(128)
+          .describe('default 128: rows of the shared basis; more gives tighter bounds and costs more projections'),
+      })
+      .strict()
+      .prefault({})
+      .describe('the screened mode\'s basis (correlate.mode: screened)'),
   })
   .strict()
 
@@ -234,6 +256,11 @@ export const pipelineConfigSchema = z
     execution: execution.prefault({}).describe('how the work is spread over cores; never changes results'),
   })
   .strict()
+  .superRefine((cfg, ctx) => {
+    if (cfg.correlate.mode === 'screened' && cfg.extract.mode === 'streamed') {
+      ctx.addIssue({ code: 'custom', path: ['correlate', 'mode'], message: 'screened needs the stored activations (extract.mode: stored): it reads them four times' })
+    }
+  })
   .transform(({ tokenizer, ...rest }) => ({ ...rest, tokenizer: tokenizer ?? rest.seeds[0].checkpoint }))
 
 function uniqueSeedNames(seeds: { name: string }[], ctx: z.RefinementCtx): void {

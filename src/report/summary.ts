@@ -35,7 +35,7 @@ export async function summarizeRun(cfg: PipelineConfig, options: SummaryOptions)
   lines.push(shareTable(tables))
   for (const seed of seeds) {
     const rows = tables.get(seed)!
-    const ranked = rows.filter((r) => Number.isFinite(r.excess_corr)).sort((x, y) => (y.excess_corr as number) - (x.excess_corr as number))
+    const ranked = rows.filter((r) => Number.isFinite(excessOf(r))).sort((x, y) => excessOf(y) - excessOf(x))
     const universal = ranked.filter((r) => r.is_universal)
     const shown = universal.length ? universal : ranked
     lines.push(
@@ -50,7 +50,7 @@ export async function summarizeRun(cfg: PipelineConfig, options: SummaryOptions)
     for (const r of shown.slice(0, options.top)) {
       const name = `${r.layer}.${r.neuron}`.padEnd(10)
       const perSeed = otherNames.map((o) => `${fmt(r[`max_corr_${o}`])} (${r[`max_layer_${o}`]}.${r[`max_neuron_${o}`]})`).join('  ')
-      lines.push(`  ${name} ${fmt(r.mean_corr)}      ${fmt(r.mean_baseline)}     ${fmt(r.excess_corr)}    ${perSeed}`)
+      lines.push(`  ${name} ${fmt(r.mean_corr)}      ${bounded(r, 'mean_baseline', '≤')}     ${bounded(r, 'excess_corr', '≥')}    ${perSeed}`)
       const examples = top.filter((t) => t.layer === r.layer && t.neuron === r.neuron).slice(0, 3)
       for (const e of examples) {
         lines.push(`      ${fmt(e.value)}  ${await inContext(cfg, tokenizer, e.row as number, e.position as number, options.contextTokens)}`)
@@ -60,13 +60,27 @@ export async function summarizeRun(cfg: PipelineConfig, options: SummaryOptions)
   return lines.join('\n')
 }
 
+/**
+ * excess_corr, or where the screened mode only bounded it, its lower bound (the conservative ranking). Bounded
+ * values print as "≥ lo" (excess) and "≤ hi" (baseline).
+ */
+function excessOf(r: Row): number {
+  return Number.isFinite(r.excess_corr) ? (r.excess_corr as number) : ((r.excess_corr_lo as number | null | undefined) ?? NaN)
+}
+
+function bounded(r: Row, column: 'mean_baseline' | 'excess_corr', side: '≤' | '≥'): string {
+  if (Number.isFinite(r[column])) return fmt(r[column])
+  const bound = r[`${column}_${side === '≥' ? 'lo' : 'hi'}`]
+  return Number.isFinite(bound) ? `${side}${fmt(bound)}` : fmt(r[column])
+}
+
 function shareTable(tables: Map<string, Row[]>): string {
   const nLayers = Math.max(...[...tables.values()].flatMap((rows) => rows.map((r) => r.layer as number))) + 1
   const header = `  ${'seed'.padEnd(10)} ${'universal'.padEnd(18)} ${Array.from({ length: nLayers }, (_, l) => `L${l}`.padStart(6)).join('')}`
   const lines = [header]
   for (const [seed, rows] of tables) {
     const count = rows.filter((r) => r.is_universal).length
-    const dead = rows.filter((r) => r.excess_corr === null || Number.isNaN(r.excess_corr)).length
+    const dead = rows.filter((r) => !Number.isFinite(r.mean_corr)).length
     const perLayer = Array.from({ length: nLayers }, (_, l) => {
       const layer = rows.filter((r) => r.layer === l)
       return `${((100 * layer.filter((r) => r.is_universal).length) / layer.length).toFixed(1)}%`.padStart(6)

@@ -54,7 +54,11 @@ export async function planCorrelate(cfg: PipelineConfig, env: PlanEnvironment): 
   if (!scenario) return unknownShapes(undefined, undefined, seedNotes.length ? ['no seed shape: see extract'] : [])
   const gemm = await gemmRate(cfg)
   const estimate = estimateCorrelate(scenario, { gemmFlopsPerSecond: gemm.rate })
-  return { ...estimate, notes: [...(estimate.notes ?? []), gemm.note] }
+  // What the screen saves depends on how low-rank the activations are, which only the run finds out.
+  const screened = cfg.correlate.mode === 'screened'
+    ? ['screened mode: the FLOPs and time shown are the full computation\'s, an upper bound (the bundled family needed ~10× fewer); the run writes correlate/screened.json with what it did']
+    : []
+  return { ...estimate, notes: [...(estimate.notes ?? []), ...screened, gemm.note] }
 }
 
 export async function planUniversal(cfg: PipelineConfig, env: PlanEnvironment): Promise<PlanEstimate> {

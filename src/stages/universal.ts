@@ -4,14 +4,14 @@
 import type { PipelineConfig } from '../config.js'
 import { writeTable, type ColumnSpec } from '../io/tables.js'
 import type { Stage, Unit } from '../runner/stage.js'
-import { universality } from '../stats/universality.js'
-import { pairName, pairPath } from './correlate/index.js'
+import { type Universality, universality } from '../stats/universality.js'
+import { pairPath } from './correlate/index.js'
 import { readPairSide, type PairSide } from './correlate/pair-table.js'
 import { planUniversal } from './stage-plans.js'
 
 interface SeedUnit extends Unit {
   seed: string
-  pairs: { a: string; b: string }[] // every pair involving the seed, in config order of the other seed
+  pairs: { a: string; b: string; unit: string }[] // every pair involving the seed, in config order of the other seed; unit: the correlate unit that wrote it
 }
 
 export const universalPath = (seed: string) => `universal/${seed}.parquet`
@@ -27,22 +27,24 @@ export const universal: Stage<SeedUnit, ReturnType<typeof universalParams>> = {
   work: 'seed',
   params: universalParams,
   units(cfg, upstream) {
-    const done = new Set(upstream.units('correlate').map((u) => u.id))
+    // A pair table comes from its pair's unit, or from the screened mode's one unit for the family.
+    const writer = new Map(upstream.units('correlate').flatMap((u) => u.outputs.map((output) => [output, u.id] as const)))
     return cfg.seeds.flatMap((seed): SeedUnit[] => {
       const pairs = cfg.seeds
         .filter((other) => other.name !== seed.name)
         .map((other) => (seedIndex(cfg, seed.name) < seedIndex(cfg, other.name) ? { a: seed.name, b: other.name } : { a: other.name, b: seed.name }))
-        .filter((p) => done.has(pairName(p.a, p.b)))
+        .filter((p) => writer.has(pairPath(p.a, p.b)))
+        .map((p) => ({ ...p, unit: writer.get(pairPath(p.a, p.b))! }))
       return pairs.length ? [{ id: seed.name, seed: seed.name, pairs }] : []
     })
   },
   outputs: (u) => [universalPath(u.seed)],
   plan: planUniversal,
-  inputs: (u) => ({ units: u.pairs.map((p) => ({ stage: 'correlate', unit: pairName(p.a, p.b) })) }),
+  inputs: (u) => ({ units: [...new Set(u.pairs.map((p) => p.unit))].map((unit) => ({ stage: 'correlate', unit })) }),
   async run(u, ctx) {
     const { threshold } = ctx.params.correlate
     const sides = await Promise.all(u.pairs.map((p) => readPairSide(ctx.upstream.path(pairPath(p.a, p.b)), u.seed)))
-    const result = universality(sides.map((s) => ({ maxCorr: s.maxCorr, baseline: s.baseline })), { threshold })
+    const result = boundedUniversality(sides, threshold, u.seed)
     const { neurons, universal: count, undefined: dead } = result.counts
     writeUniversalTable(ctx.outputPath(universalPath(u.seed)), sides, result, threshold)
     ctx.log(`${count} of ${neurons} neurons universal (${((100 * count) / neurons).toFixed(2)}%)${dead ? `; ${dead} dead (NaN, not universal)` : ''}`)
@@ -50,11 +52,38 @@ export const universal: Stage<SeedUnit, ReturnType<typeof universalParams>> = {
   },
 }
 
+type SeedUniversality = Universality & { bounds?: { meanBaselineLo: Float64Array; meanBaselineHi: Float64Array } }
+
+/**
+ * universality() over the pair tables. Where a table gives some baselines only as intervals (screened mode), the
+ * flag is decided from both ends, which the screened unit guarantees agree; the exact columns are NaN where only
+ * bounded, and the bounds of mean_baseline are kept.
+ */
+function boundedUniversality(sides: PairSide[], threshold: number, seed: string): SeedUniversality {
+  const low = universality(sides.map((s) => ({ maxCorr: s.maxCorr, baseline: s.baselineLo })), { threshold })
+  const bounded = sides.some((s) => s.baselineLo.some((v, i) => v !== s.baselineHi[i] && v === v))
+  if (!bounded) return low
+  const high = universality(sides.map((s) => ({ maxCorr: s.maxCorr, baseline: s.baselineHi })), { threshold })
+  const open = low.isUniversal.findIndex((flag, i) => flag !== high.isUniversal[i])
+  if (open >= 0) {
+    throw new Error(`universal ${seed}: neuron ${open}'s baseline interval straddles the threshold ${threshold}; the pair tables were screened at another threshold, rerun correlate`)
+  }
+  const exactOr = (lo: Float64Array, hi: Float64Array) => lo.map((v, i) => (v === hi[i] ? v : NaN))
+  return {
+    ...high,
+    maxBaseline: exactOr(low.maxBaseline, high.maxBaseline),
+    meanBaseline: exactOr(low.meanBaseline, high.meanBaseline),
+    minBaseline: exactOr(low.minBaseline, high.minBaseline),
+    excessCorr: exactOr(low.excessCorr, high.excessCorr),
+    bounds: { meanBaselineLo: low.meanBaseline, meanBaselineHi: high.meanBaseline },
+  }
+}
+
 function seedIndex(cfg: PipelineConfig, name: string): number {
   return cfg.seeds.findIndex((s) => s.name === name)
 }
 
-function writeUniversalTable(path: string, sides: PairSide[], r: ReturnType<typeof universality>, threshold: number): void {
+function writeUniversalTable(path: string, sides: PairSide[], r: SeedUniversality, threshold: number): void {
   const columns: ColumnSpec[] = [
     { name: 'layer', type: 'INT32' },
     { name: 'neuron', type: 'INT32' },
@@ -79,6 +108,21 @@ function writeUniversalTable(path: string, sides: PairSide[], r: ReturnType<type
     excess_corr: r.excessCorr,
     is_universal: Array.from(r.isUniversal, (v) => v === 1),
   }
+  if (r.bounds) {
+    const { meanBaselineLo: lo, meanBaselineHi: hi } = r.bounds
+    columns.push(
+      { name: 'mean_baseline_lo', type: 'DOUBLE' },
+      { name: 'mean_baseline_hi', type: 'DOUBLE' },
+      { name: 'excess_corr_lo', type: 'DOUBLE' },
+      { name: 'excess_corr_hi', type: 'DOUBLE' },
+    )
+    Object.assign(values, {
+      mean_baseline_lo: lo,
+      mean_baseline_hi: hi,
+      excess_corr_lo: r.meanCorr.map((c, i) => c - hi[i]),
+      excess_corr_hi: r.meanCorr.map((c, i) => c - lo[i]),
+    })
+  }
   for (const side of sides) {
     columns.push(
       { name: `max_corr_${side.other}`, type: 'DOUBLE' },
@@ -96,7 +140,8 @@ function writeUniversalTable(path: string, sides: PairSide[], r: ReturnType<type
     metadata: {
       'seedscope.threshold': String(threshold),
       'seedscope.counts': JSON.stringify(r.counts),
-      'seedscope.definition': 'max/mean/min over the other seeds of max_corr; excess_corr = mean_corr − mean_baseline; is_universal = excess_corr > threshold; NaN (dead neuron) is never universal',
+      'seedscope.definition': 'max/mean/min over the other seeds of max_corr; excess_corr = mean_corr − mean_baseline; is_universal = excess_corr > threshold; NaN (dead neuron) is never universal' +
+        (r.bounds ? '. Screened mode: where a baseline is only bounded, the baseline and excess columns are NaN and *_lo/*_hi bound them; is_universal is proven from the bounds' : ''),
     },
   }, values)
 }

@@ -15,7 +15,7 @@
 // Both sides use the same tokens, so the accumulators must have the same n (checked).
 
 import { gemm64Fallback, type Gemm, type Gemm64 } from './gemm.js'
-import { type ChunkRows, PearsonAccumulator, type PearsonState } from './pearson.js'
+import { centredScatter, type ChunkRows, PearsonAccumulator, type PearsonState } from './pearson.js'
 import { rotationMatrix, type RotationKind } from './rotation.js'
 
 /**
@@ -89,14 +89,25 @@ export class WithinLayerMoments {
     for (let l = 0; l < this.nLayers; l++) this.layers[l].merge(o.layers[l])
   }
 
+  /** Per neuron of a (global) layer: its mean and n·Var (0 for a dead neuron), from the same sums. */
+  neuronMoments(layer: number): { mean: Float64Array; scatter: Float64Array } {
+    const s = this.accumulator(layer).sums
+    const mean = s.shiftA.map((shift, j) => shift + s.sumA[j] / s.n)
+    return { mean, scatter: centredScatter(s.sumA, s.sumSqA, s.n) }
+  }
+
   /** C_ℓ = Σ (b − b̄)(b − b̄)ᵀ for a (global) layer: [d_mlp, d_mlp], n times the covariance matrix. */
   centredScatter(layer: number): Float64Array {
+    return centredCross(this.accumulator(layer).sums, 0, this.dMlp, false, 0, this.dMlp, new Float64Array(this.dMlp * this.dMlp))
+  }
+
+  private accumulator(layer: number): PearsonAccumulator {
     const acc = this.layers[layer - this.firstLayer]
     if (!acc) {
       const last = this.firstLayer + this.nLayers - 1
       throw new Error(`within-layer: layer ${layer} is outside ${this.firstLayer}..${last}`)
     }
-    return centredCross(acc.sums, 0, this.dMlp, false, 0, this.dMlp, new Float64Array(this.dMlp * this.dMlp))
+    return acc
   }
 }
 
@@ -174,6 +185,11 @@ export class RotatedLayers {
     const cov = new Float64Array(rows * d)
     this.gemm64(cross instanceof Float64Array ? cross : Float64Array.from(cross), matrix, rows, d, d, cov)
     return { cov, inverseRoot }
+  }
+
+  /** R_ℓ (float32 when the products run in float32) and 1/√(n·var) of each rotated direction (NaN where 0). */
+  directions(layer: number): { matrix: Float64Array | Float32Array; inverseRoot: Float64Array } {
+    return this.layer(layer)
   }
 
   private layer(layer: number): RotatedLayer {

@@ -99,7 +99,7 @@ export function mergeMaxima(into: Maxima, from: Maxima): void {
 
 // (v, i) beats the current (cv, ci): finite-or-not-NaN v over a NaN current, a larger value, or the same value
 // at a lower index.
-function isBetter(v: number, i: number, cv: number, ci: number): boolean {
+export function isBetter(v: number, i: number, cv: number, ci: number): boolean {
   if (v !== v) return false
   if (cv !== cv) return true
   return v > cv || (v === cv && i < ci)

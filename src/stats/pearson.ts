@@ -278,7 +278,7 @@ function scratch(role: string, length: number): Float32Array {
  * out = float32(x − shift) row by row, with each row's Σ and Σ² in float64 over the rounded values: the same
  * numbers the GEMM sees. Without a shift (the first chunk), each row's mean over this chunk becomes its shift.
  */
-function shiftChunk(
+export function shiftChunk(
   rows: ChunkRows, count: number, tokens: number, shift: Float64Array | undefined, out: Float32Array, side: string, start: number,
 ): { shift: Float64Array; sum: Float64Array; sumSq: Float64Array } {
   const sum = new Float64Array(count), sumSq = new Float64Array(count)

@@ -9,6 +9,7 @@ import type { Stage, Unit } from '../../runner/stage.js'
 import { shardName, streamedBlocks } from '../extract/index.js'
 import { type StreamBlock, streamUnitId } from '../extract/stream.js'
 import { correlatePair } from './pair.js'
+import { correlateScreened } from './screened.js'
 import { finishStreamedPair } from './streamed.js'
 import { planCorrelate } from '../stage-plans.js'
 
@@ -23,22 +24,36 @@ export type PairUnit = Unit & { a: string; b: string; checkpointing: Checkpointi
     | { mode: 'streamed'; blocks?: StreamBlock[] } // the layer blocks of the streamed pass, if it was split
   )
 
+/** The screened mode's one unit: every pair of the family at once, since the seeds share one basis. */
+export type FamilyUnit = Unit & { mode: 'screened'; seeds: string[]; shards: number[]; checkpointing: Checkpointing }
+
+export type CorrelateUnit = PairUnit | FamilyUnit
+
 export type CorrelateParams = ReturnType<typeof correlateParams>
 
 function correlateParams(cfg: PipelineConfig) {
-  const { baseline, max_memory_gib } = cfg.correlate // the threshold is the universal stage's
-  return { correlate: { baseline, max_memory_gib } }
+  const { baseline, max_memory_gib, mode, screen, threshold } = cfg.correlate
+  // The threshold is the universal stage's, except in screened mode: which baselines it computes exactly
+  // depends on it. Full mode leaves mode out, so its results keep their keys.
+  return { correlate: { baseline, max_memory_gib, ...(mode === 'screened' ? { mode, screen, threshold } : {}) } }
 }
 
 export const pairName = (a: string, b: string) => `${a}--${b}`
 export const pairPath = (a: string, b: string) => `correlate/${pairName(a, b)}.parquet`
+export const SCREENED_UNIT = 'screened'
+export const screenReportPath = 'correlate/screened.json'
+
+/** The seed pairs of a family, in config order (a before b). */
+export function seedPairs(seeds: readonly string[]): { a: string; b: string }[] {
+  return seeds.flatMap((a, i) => seeds.slice(i + 1).map((b) => ({ a, b })))
+}
 
 export const checkpointing = (cfg: PipelineConfig): Checkpointing => ({
   tokens: cfg.correlate.checkpoint_every,
   minutes: cfg.correlate.checkpoint_minutes,
 })
 
-export const correlate: Stage<PairUnit, CorrelateParams> = {
+export const correlate: Stage<CorrelateUnit, CorrelateParams> = {
   name: 'correlate',
   version: 2, // 2: within-layer moments from the stats stage
   needs: ['extract', 'stats'], // stats: each seed's within-layer moments, for the baseline
@@ -46,6 +61,16 @@ export const correlate: Stage<PairUnit, CorrelateParams> = {
   params: correlateParams,
   units(cfg, upstream) {
     const done = new Set(upstream.units('extract').map((u) => u.id))
+    if (cfg.correlate.mode === 'screened') {
+      const seeds = cfg.seeds.map((s) => s.name)
+      const shards = [...done]
+        .filter((id) => id.startsWith(`${seeds[0]}/`))
+        .map((id) => id.slice(seeds[0].length + 1))
+        .filter((shard) => seeds.every((seed) => done.has(`${seed}/${shard}`)))
+        .map((shard) => Number(shard.split('shard-')[1]))
+        .sort((x, y) => x - y)
+      return shards.length ? [{ id: SCREENED_UNIT, mode: 'screened', seeds, shards, checkpointing: checkpointing(cfg) }] : []
+    }
     const streamed = cfg.extract.mode === 'streamed'
     const blocks = streamed ? streamedBlocks(cfg) : undefined
     const streamDone = (blocks?.map(streamUnitId) ?? [streamUnitId()]).every((id) => done.has(id))
@@ -66,14 +91,17 @@ export const correlate: Stage<PairUnit, CorrelateParams> = {
     })
     return units
   },
-  outputs: (u) => [pairPath(u.a, u.b)],
+  outputs: (u) => (u.mode === 'screened' ? [...seedPairs(u.seeds).map((p) => pairPath(p.a, p.b)), screenReportPath] : [pairPath(u.a, u.b)]),
   inputs: (u) => {
+    if (u.mode === 'screened') {
+      return { units: [...u.seeds.flatMap((seed) => u.shards.map((s) => ({ stage: 'extract', unit: `${seed}/${shardName(s)}` }))), ...u.seeds.map((seed) => ({ stage: 'stats', unit: seed }))] }
+    }
     const within = [u.a, u.b].map((seed) => ({ stage: 'stats', unit: seed }))
     return u.mode === 'streamed'
       ? { units: [...(u.blocks?.map(streamUnitId) ?? [streamUnitId()]).map((unit) => ({ stage: 'extract', unit })), ...within] }
       : { units: [...[u.a, u.b].flatMap((seed) => u.shards.map((s) => ({ stage: 'extract', unit: `${seed}/${shardName(s)}` }))), ...within] }
   },
-  run: (u, ctx) => (u.mode === 'streamed' ? finishStreamedPair(u, ctx) : correlatePair(u, ctx)),
+  run: (u, ctx) => (u.mode === 'screened' ? correlateScreened(u, ctx) : u.mode === 'streamed' ? finishStreamedPair(u, ctx) : correlatePair(u, ctx)),
   plan: planCorrelate,
 }
 

@@ -31,7 +31,7 @@ export async function correlatePair(u: Extract<PairUnit, { mode: 'stored' }>, ct
   kernels.setThreads(ctx.execution.threads)
   const shardPath = (seed: string, shard: number) => ctx.upstream.path(activationPath(seed, shard))
   const infos = await Promise.all(u.shards.map(async (s) => [await readActivationShardInfo(shardPath(u.a, s)), await readActivationShardInfo(shardPath(u.b, s))] as const))
-  infos.forEach(([a, b], i) => checkAligned(a, b, u, u.shards[i]))
+  infos.forEach(([a, b], i) => checkAligned(a, b, u.id, [u.a, u.b], u.shards[i]))
   const layoutA: ModelLayout = { nLayers: infos[0][0].nLayers, dMlp: infos[0][0].dMlp }
   const layoutB: ModelLayout = { nLayers: infos[0][1].nLayers, dMlp: infos[0][1].dMlp }
   const blocks = layerBlocks(layoutA, layoutB, params.max_memory_gib * 2 ** 30)
@@ -102,9 +102,10 @@ export function rotationRecord(u: { a: string; b: string }, params: CorrelatePar
   return { kind: rotationKind(params.baseline.kind), seeds: { [u.a]: rotationSeed(base, u.a), [u.b]: rotationSeed(base, u.b) } }
 }
 
-function checkAligned(a: ShardInfo, b: ShardInfo, u: PairUnit, shard: number): void {
+/** Two seeds' copies of a shard must hold the same valid tokens. */
+export function checkAligned(a: ShardInfo, b: ShardInfo, unit: string, [seedA, seedB]: [string, string], shard: number): void {
   const same = a.tokens === b.tokens && a.rows.length === b.rows.length && a.rows.every((r, i) => r === b.rows[i]) && a.valid.every((v, i) => v === b.valid[i])
   if (!same) {
-    throw new Error(`correlate ${u.id}: shard ${shard} of ${u.a} and of ${u.b} cover different tokens; rerun extract (seedscope run --stages extract --force)`)
+    throw new Error(`correlate ${unit}: shard ${shard} of ${seedA} and of ${seedB} cover different tokens; rerun extract (seedscope run --stages extract --force)`)
   }
 }

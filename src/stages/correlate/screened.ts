@@ -1,0 +1,80 @@
+// The correlate stage's screened mode (correlate.mode: screened): one unit for the whole family, since the seeds
+// share one basis. It writes the same pair tables as the full computation, with the same maxima, argmaxes and
+// universality flags; a baseline the flags do not need exactly is given as an interval (baseline_lo/_hi). The
+// method is src/stats/screen/family.ts; its state is checkpointed after each pass over the shards.
+import { readActivationRows, readActivationShardInfo, type ShardInfo } from '../../io/activation-store.js'
+import { readStateFile, writeStateFile } from '../../io/state-file.js'
+import { loadFastGemm } from '../../model/gemm.js'
+import type { StageContext } from '../../runner/stage.js'
+import { kernels } from '../../stats/kernels.js'
+import { screenFamily, type ScreenReport, type ScreenState } from '../../stats/screen/family.js'
+import { activationPath } from '../extract/index.js'
+import { type CorrelateParams, type FamilyUnit, screenReportPath } from './index.js'
+import { checkAligned, rotationRecord, seedWithin } from './pair.js'
+import { writePairOutput } from './pair-output.js'
+import { rotatedLayers, rotationKind } from './pair-sums.js'
+
+export async function correlateScreened(u: FamilyUnit, ctx: StageContext<CorrelateParams>): Promise<void> {
+  const params = ctx.params.correlate
+  const { screen, threshold } = params
+  if (!screen || threshold === undefined) throw new Error('correlate: the screened unit needs correlate.mode: screened')
+  const { gemm } = loadFastGemm(ctx.execution.threads)
+  kernels.setThreads(ctx.execution.threads)
+  const shardPath = (seed: string, shard: number) => ctx.upstream.path(activationPath(seed, shard))
+  const infos: ShardInfo[][] = await Promise.all(u.seeds.map((seed) => Promise.all(u.shards.map((shard) => readActivationShardInfo(shardPath(seed, shard))))))
+  u.seeds.slice(1).forEach((seed, s) => infos[s + 1].forEach((info, k) => checkAligned(infos[0][k], info, u.id, [u.seeds[0], seed], u.shards[k])))
+  const layouts = infos.map(([first]) => ({ nLayers: first.nLayers, dMlp: first.dMlp }))
+  const within = u.seeds.map((seed) => seedWithin(ctx, seed, gemm))
+  const kind = rotationKind(params.baseline.kind)
+  const rotated = within.map((w, s) => rotatedLayers(w, kind, params.baseline.seed, u.seeds[s], gemm))
+  const shardTokens = infos[0].map((info) => info.tokens)
+  const tokens = shardTokens.reduce((sum, t) => sum + t, 0)
+
+  const checkpointPath = ctx.partialPath('screen.safetensors')
+  const resume = readStateFile<ScreenState>(checkpointPath)
+  if (resume) ctx.log(`resuming from a checkpoint (${Object.keys(resume).join(', ')} done)`)
+  // Three passes, then refinement rounds (usually one or two): the bar assumes four and its ETA adjusts.
+  ctx.progress.setTotal(4 * tokens)
+  const { pairs, report } = await screenFamily(
+    {
+      layouts,
+      shardTokens,
+      read: (s, k) => readActivationRows(shardPath(u.seeds[s], u.shards[k]), infos[s][k], 0, layouts[s].nLayers * layouts[s].dMlp),
+    },
+    {
+      directions: screen.directions,
+      basis: screen.basis,
+      threshold,
+      gemm,
+      within,
+      rotated,
+      memoryBytes: params.max_memory_gib * 2 ** 30,
+      progress: (t) => ctx.progress.advance(t),
+      signal: ctx.signal,
+      checkpoint: (state) => writeStateFile(checkpointPath, state),
+      resume,
+    },
+  )
+  for (const p of pairs) {
+    const [a, b] = [u.seeds[p.a], u.seeds[p.b]]
+    const exact = ({ lo, hi }: { lo: Float64Array; hi: Float64Array }) => ({ value: lo.map((v, i) => (v === hi[i] ? v : NaN)), interval: { lo, hi } })
+    writePairOutput(ctx, { id: u.id, a, b }, {
+      layoutA: layouts[p.a], layoutB: layouts[p.b], tokens, rotation: rotationRecord({ a, b }, params),
+      maxima: { rows: p.rows, cols: p.cols }, baselineA: exact(p.baselineA), baselineB: exact(p.baselineB),
+    })
+  }
+  await ctx.writeFile(screenReportPath, `${JSON.stringify(reportJson(report), null, 2)}\n`)
+  ctx.log(describe(report))
+}
+
+function reportJson(r: ScreenReport) {
+  const total = Object.values(r.flops).reduce((sum, f) => sum + f, 0)
+  return { ...r, totalFlops: total, fewerFlopsThanFull: r.fullFlops / total }
+}
+
+/** One line: how much the screen saved and what it had to compute exactly. */
+function describe(r: ScreenReport): string {
+  const { totalFlops, fewerFlopsThanFull } = reportJson(r)
+  return `screened: ${(totalFlops / 1e12).toFixed(3)} TFLOP, ${fewerFlopsThanFull.toFixed(1)}× fewer than the full computation; ` +
+    `${r.candidatesPerNeuron.toFixed(1)} candidate partners per neuron per pair, ${r.undecided} flags refined exactly (${r.refinedLayers} layer baselines, ${r.rounds} rounds)`
+}

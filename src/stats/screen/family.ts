@@ -1,0 +1,530 @@
+// The screened correlate (issue 5 item 8; method and measurements in bench/research/README.md): the same maxima,
+// argmaxes and universality flags as the full all-pairs computation of a seed family, proven by bounds, with a
+// fraction of its FLOPs. Four kinds of pass over the activations, each checkpointed when it ends:
+//   1. gram         the union of each (seed, layer)'s top principal directions, Y = V·Z over the tokens: Σ Y Yᵀ
+//   2. projections  the compressed basis Q = W·Y (orthonormal rows); every neuron's coordinates P = Z·Qᵀ
+//   3. dots         exact correlations of the candidate partners the projections' bounds cannot rule out
+//   4. refine       exact rotation baselines, only where an interval straddles the threshold (≤ seeds − 1 rounds)
+// Z is a seed's chunk standardised with the stats stage's moments: z = (x − mean)/√(n·Var), so z_a·z_b is the
+// Pearson correlation. Only the passes' results are kept, never activations.
+import { type RotatedLayers, type WithinLayerMoments } from '../baseline.js'
+import type { Gemm } from '../gemm.js'
+import { kernels } from '../kernels.js'
+import { emptyMaxima, isBetter, type Maxima } from '../maxima.js'
+import { type ChunkRows, shiftChunk } from '../pearson.js'
+import { universality } from '../universality.js'
+import { compressBasis, correlationMatrix, inverseSquareRoot, topDirections, transpose } from './basis.js'
+import { baselineInterval, type Candidates, type Projection, rotatedFrame, screenPartners } from './bounds.js'
+
+export interface SeedLayout {
+  nLayers: number
+  dMlp: number
+}
+
+/** The family's activations: every seed has the same shards of the same valid tokens. */
+export interface ScreenSource {
+  readonly layouts: readonly SeedLayout[]
+  readonly shardTokens: readonly number[]
+  /** Seed s's rows for shard k: [neurons, tokens] neuron-major. */
+  read(seed: number, shard: number): Promise<ChunkRows>
+}
+
+export interface ScreenOptions {
+  directions: number  // k: principal directions per (seed, layer)
+  basis: number       // K': rows of the compressed basis
+  threshold: number   // universality threshold: which baselines must be exact depends on it
+  gemm: Gemm
+  within: readonly WithinLayerMoments[]  // per seed, from the stats stage
+  rotated: readonly RotatedLayers[]      // per seed: the full computation's rotations, so baselines are the same
+  memoryBytes: number                    // for one shard's standardised chunks of several seeds
+  progress?: (tokens: number) => void
+  signal?: AbortSignal
+  /** Called after every pass with the state to save; `resume` takes it back. */
+  checkpoint?: (state: ScreenState) => void
+  resume?: ScreenState
+}
+
+/** What the passes produced so far: enough to resume after the last finished pass. */
+export interface ScreenState {
+  gram?: Float64Array
+  projections?: { sums: Float64Array[]; norms2: Float64Array[]; basisGram: Float64Array }
+  candidates?: Candidates[]   // per pair (a < b, in order)
+  dots?: Float64Array[]       // per pair, per candidate: Σ z_a z_b
+  refined?: Float64Array[]    // per ordered (anchor a, other b): the exact baseline where refined, else NaN
+  rounds?: number             // refinement rounds done
+  refinedLayers?: number      // (anchor, layer) rows computed exactly, over the rounds
+  refinementFlops?: number
+}
+
+/** One pair's results, in the full computation's terms: maxima both ways, baseline intervals both ways. */
+export interface ScreenedPair {
+  a: number
+  b: number
+  rows: Maxima              // A's neurons against B
+  cols: Maxima              // B's neurons against A
+  baselineA: { lo: Float64Array; hi: Float64Array }   // A's neurons against B's rotated layers; lo = hi where exact
+  baselineB: { lo: Float64Array; hi: Float64Array }
+}
+
+export interface ScreenReport {
+  flops: Record<string, number>  // per step, as counted
+  fullFlops: number              // the full computation's GEMM: 2·N_a·N_b·T per pair
+  basisRows: number
+  energy: number                 // share of the union's energy the basis keeps
+  candidatesPerNeuron: number    // per neuron of A, per pair
+  undecided: number              // flags the intervals left open, before refinement
+  refinedLayers: number          // (anchor, layer) baselines computed exactly
+  rounds: number
+}
+
+// Every bound is widened by this much for the rounding of float32 products (~1e-6 here).
+const MARGIN = 1e-4
+
+export async function screenFamily(source: ScreenSource, o: ScreenOptions): Promise<{ pairs: ScreenedPair[]; report: ScreenReport }> {
+  return new ScreenedFamily(source, o).run()
+}
+
+class ScreenedFamily {
+  private readonly s: number
+  private readonly n: number[]
+  private readonly tokens: number
+  private readonly standard: Standardiser[]
+  private readonly directions: Float32Array[][]   // [seed][layer] [k, d]
+  private readonly k0: number
+  private readonly state: ScreenState
+  private readonly pairs: [number, number][] = []
+
+  constructor(private readonly source: ScreenSource, private readonly o: ScreenOptions) {
+    this.s = source.layouts.length
+    this.n = source.layouts.map((l) => l.nLayers * l.dMlp)
+    this.tokens = source.shardTokens.reduce((sum, t) => sum + t, 0)
+    o.within.forEach((w, s) => {
+      if (w.n !== this.tokens) throw new Error(`screen: seed ${s}'s within-layer moments saw ${w.n} tokens, the shards hold ${this.tokens}; rerun the stats stage`)
+    })
+    for (let a = 0; a < this.s; a++) for (let b = a + 1; b < this.s; b++) this.pairs.push([a, b])
+    this.standard = o.within.map((w, s) => new Standardiser(w, source.layouts[s]))
+    this.directions = o.within.map((w, s) => {
+      const { nLayers, dMlp } = source.layouts[s]
+      return Array.from({ length: nLayers }, (_, m) => topDirections(correlationMatrix(w.centredScatter(m), dMlp), dMlp, o.directions, o.gemm, 1000 * s + m))
+    })
+    this.k0 = this.directions.reduce((sum, layers, s) => sum + layers.reduce((rows, v) => rows + v.length / source.layouts[s].dMlp, 0), 0)
+    this.state = o.resume ?? {}
+  }
+
+  async run(): Promise<{ pairs: ScreenedPair[]; report: ScreenReport }> {
+    const o = this.o
+    const gram = this.state.gram ?? this.save('gram', await this.gramPass())
+    const basis = compressBasis(gram, this.k0, o.basis)
+    const sums = this.state.projections ?? this.save('projections', await this.projectionPass(basis.w, basis.rows))
+    const projections = this.projections(sums, basis.rows)
+    const candidates = this.state.candidates ?? this.save('candidates', this.pairs.map(([a, b]) => screenPartners(projections[a], projections[b], o.gemm, MARGIN)))
+    const dots = this.state.dots ?? this.save('dots', await this.dotsPass(candidates))
+    const maxima = this.pairs.map((_, p) => this.pairMaxima(p, candidates[p], dots[p]))
+    const intervals = this.baselineIntervals(projections)
+    const undecided = await this.refine(maxima, intervals)
+    const pairs = this.pairs.map(([a, b], p): ScreenedPair => ({
+      a, b, rows: maxima[p].rows, cols: maxima[p].cols,
+      baselineA: this.seedBaseline(a, b, intervals), baselineB: this.seedBaseline(b, a, intervals),
+    }))
+    const candidateCount = candidates.reduce((sum, c) => sum + c.cols.length, 0)
+    return {
+      pairs,
+      report: {
+        flops: this.flopCounts(basis.rows, candidateCount),
+        fullFlops: this.pairs.reduce((sum, [a, b]) => sum + 2 * this.n[a] * this.n[b] * this.tokens, 0),
+        basisRows: basis.rows,
+        energy: basis.energy,
+        candidatesPerNeuron: candidateCount / this.pairs.reduce((sum, [a]) => sum + this.n[a], 0),
+        undecided,
+        refinedLayers: this.state.refinedLayers ?? 0,
+        rounds: this.state.rounds ?? 0,
+      },
+    }
+  }
+
+  /** The FLOPs of each step, from the shapes (so a resumed run reports the same numbers). */
+  private flopCounts(rows: number, candidates: number): Record<string, number> {
+    const t = this.tokens, layouts = this.source.layouts
+    const sumSeeds = (f: (s: number) => number) => layouts.reduce((sum, _, s) => sum + f(s), 0)
+    const sumPairs = (f: (a: number, b: number) => number) => this.pairs.reduce((sum, [a, b]) => sum + f(a, b), 0)
+    const directionRows = (s: number) => this.directions[s].reduce((sum, v) => sum + v.length / layouts[s].dMlp, 0)
+    return {
+      'basis rows (passes 1 and 2)': 2 * sumSeeds((s) => 2 * directionRows(s) * layouts[s].dMlp * t),
+      'basis Gram': 2 * this.k0 * this.k0 * t,
+      'basis compression': 2 * rows * this.k0 * t + 2 * rows * rows * t,
+      projections: sumSeeds((s) => 2 * this.n[s] * rows * t),
+      'upper-bound matrices': sumPairs((a, b) => 2 * 2 * this.n[a] * this.n[b] * rows),
+      'exact candidate dots': 2 * t * candidates,
+      'baseline intervals': sumSeeds((b) => {
+        const d = layouts[b].dMlp
+        return layouts[b].nLayers * (2 * d * d * rows + 2 * d * d * d + sumSeeds((a) => (a === b ? 0 : 2 * this.n[a] * d * rows)))
+      }),
+      'baseline refinement': this.state.refinementFlops ?? 0,
+    }
+  }
+
+  // ── passes over the activations ───────────────────────────────────────────────────────────────────────────
+
+  /** Pass 1: Σ Y Yᵀ of the union's rows. */
+  private async gramPass(): Promise<Float64Array> {
+    const gram = new Float64Array(this.k0 * this.k0)
+    const product = new Float32Array(this.k0 * this.k0)
+    await this.forEachShard(async (shard, t, chunks) => {
+      const y = await this.unionRows(chunks, shard, t)
+      this.o.gemm(y, y, this.k0, this.k0, t, product)
+      kernels.addFloat32Into(gram, product)
+    })
+    return gram
+  }
+
+  /** Pass 2: Q = W·Y per shard, then every seed's Σ Z·Qᵀ, Σ z² per neuron and Σ Q Qᵀ. */
+  private async projectionPass(w: Float32Array, rows: number): Promise<NonNullable<ScreenState['projections']>> {
+    const sums = this.n.map((n) => new Float64Array(n * rows))
+    const norms2 = this.n.map((n) => new Float64Array(n))
+    const basisGram = new Float64Array(rows * rows)
+    await this.forEachShard(async (shard, t, chunks) => {
+      const y = await this.unionRows(chunks, shard, t)
+      const q = new Float32Array(rows * t)
+      this.o.gemm(w, transpose(y, this.k0, t, new Float32Array(y.length)), rows, t, this.k0, q)
+      const qq = new Float32Array(rows * rows)
+      this.o.gemm(q, q, rows, rows, t, qq)
+      kernels.addFloat32Into(basisGram, qq)
+      for (let s = 0; s < this.s; s++) {
+        const z = await chunks.get(s)
+        const product = new Float32Array(this.n[s] * rows)
+        this.o.gemm(z.values, q, this.n[s], rows, t, product)
+        kernels.addFloat32Into(sums[s], product)
+        for (let i = 0; i < this.n[s]; i++) norms2[s][i] += z.norms2[i]
+      }
+    })
+    return { sums, norms2, basisGram }
+  }
+
+  /** Pass 3: Σ z_a z_b for every candidate pair. */
+  private async dotsPass(candidates: Candidates[]): Promise<Float64Array[]> {
+    const dots = candidates.map((c) => new Float64Array(c.cols.length))
+    await this.forEachShard(async (_shard, t, chunks) => {
+      for (const [p, [a, b]] of this.pairs.entries()) {
+        const za = (await chunks.get(a)).values, zb = (await chunks.get(b)).values
+        sparseDots(za, zb, t, candidates[p], dots[p])
+      }
+    })
+    return dots
+  }
+
+  /** Y for one shard: each seed's layers through their principal directions, stacked [k0, tokens]. */
+  private async unionRows(chunks: ShardChunks, _shard: number, t: number): Promise<Float32Array> {
+    const y = new Float32Array(this.k0 * t)
+    let row = 0
+    for (let s = 0; s < this.s; s++) {
+      const { nLayers, dMlp: d } = this.source.layouts[s]
+      const z = (await chunks.get(s)).values
+      const zt = new Float32Array(d * t)
+      for (let m = 0; m < nLayers; m++) {
+        const v = this.directions[s][m], k = v.length / d
+        transpose(z.subarray(m * d * t, (m + 1) * d * t), d, t, zt)
+        this.o.gemm(v, zt, k, t, d, y.subarray(row * t, (row + k) * t))
+        row += k
+      }
+    }
+    return y
+  }
+
+  private async forEachShard(visit: (shard: number, tokens: number, chunks: ShardChunks) => Promise<void>): Promise<void> {
+    for (const [shard, t] of this.source.shardTokens.entries()) {
+      if (this.o.signal?.aborted) throw new Error('correlate: cancelled')
+      const chunks = new ShardChunks(this.source, this.standard, shard, t, this.o.memoryBytes)
+      await visit(shard, t, chunks)
+      this.o.progress?.(t)
+    }
+  }
+
+  // ── between passes ────────────────────────────────────────────────────────────────────────────────────────
+
+  /** Coordinates in an exactly orthonormal basis of Q's span (H^{-1/2}·p), of each unit vector u = z/|z|. */
+  private projections(sums: NonNullable<ScreenState['projections']>, k: number): Projection[] {
+    const root = inverseSquareRoot(sums.basisGram, k)
+    return sums.sums.map((p, s) => {
+      const n = this.n[s]
+      const coords = new Float32Array(n * k), rho = new Float64Array(n), live = new Uint8Array(n)
+      const row = new Float64Array(k)
+      for (let i = 0; i < n; i++) {
+        const norm2 = sums.norms2[s][i]
+        if (!(norm2 > 0) || !this.standard[s].live[i]) continue
+        live[i] = 1
+        const inv = 1 / Math.sqrt(norm2)
+        let length2 = 0
+        for (let r = 0; r < k; r++) {
+          let v = 0
+          for (let c = 0; c < k; c++) v += root[r * k + c] * p[i * k + c]
+          row[r] = v * inv
+          length2 += row[r] * row[r]
+          coords[i * k + r] = row[r]
+        }
+        rho[i] = Math.sqrt(Math.max(0, 1 - length2))
+      }
+      return { coords, rho, live, k }
+    })
+  }
+
+  private pairMaxima(p: number, c: Candidates, dots: Float64Array): { rows: Maxima; cols: Maxima } {
+    const [a, b] = this.pairs[p]
+    const na = this.norms2(a), nb = this.norms2(b)
+    const rows = emptyMaxima(this.n[a]), cols = emptyMaxima(this.n[b])
+    for (let i = 0; i < this.n[a]; i++) {
+      for (let e = c.rowStart[i]; e < c.rowStart[i + 1]; e++) {
+        const j = c.cols[e]
+        const r = dots[e] / Math.sqrt(na[i] * nb[j])
+        if (isBetter(r, j, rows.value[i], rows.index[i])) {
+          rows.value[i] = r
+          rows.index[i] = j
+        }
+        if (isBetter(r, i, cols.value[j], cols.index[j])) {
+          cols.value[j] = r
+          cols.index[j] = i
+        }
+      }
+    }
+    return { rows, cols }
+  }
+
+  private norms2(s: number): Float64Array {
+    return this.state.projections!.norms2[s]
+  }
+
+  /** Per ordered (anchor a, other b) and layer m of b: lo and hi of each anchor's baseline, [L_b][N_a]. */
+  private baselineIntervals(projections: Projection[]): Map<string, { lo: Float64Array[]; hi: Float64Array[] }> {
+    const out = new Map<string, { lo: Float64Array[]; hi: Float64Array[] }>()
+    for (let b = 0; b < this.s; b++) {
+      const { nLayers, dMlp: d } = this.source.layouts[b]
+      const k = projections[b].k
+      for (let m = 0; m < nLayers; m++) {
+        const { matrix, inverseRoot } = this.o.rotated[b].directions(m)
+        const { scatter } = this.o.within[b].neuronMoments(m)
+        const w = Float64Array.from(scatter, (c, j) => Math.sqrt(c * this.norms2(b)[m * d + j]))
+        const frame = rotatedFrame(Float32Array.from(matrix), inverseRoot, w, projections[b].coords.subarray(m * d * k, (m + 1) * d * k), k, this.o.gemm)
+        for (let a = 0; a < this.s; a++) {
+          if (a === b) continue
+          const key = `${a}:${b}`
+          if (!out.has(key)) out.set(key, { lo: [], hi: [] })
+          const lo = new Float64Array(this.n[a]), hi = new Float64Array(this.n[a])
+          baselineInterval(projections[a], frame, this.o.gemm, MARGIN, lo, hi)
+          out.get(key)!.lo[m] = lo
+          out.get(key)!.hi[m] = hi
+        }
+      }
+    }
+    return out
+  }
+
+  /** Anchor a's baseline against b: exact where refined, else the max over b's layers of the intervals. */
+  private seedBaseline(a: number, b: number, intervals: Map<string, { lo: Float64Array[]; hi: Float64Array[] }>): { lo: Float64Array; hi: Float64Array } {
+    const { lo: layerLo, hi: layerHi } = intervals.get(`${a}:${b}`)!
+    const exact = this.refined(a, b)
+    const lo = new Float64Array(this.n[a]), hi = new Float64Array(this.n[a])
+    for (let i = 0; i < this.n[a]; i++) {
+      if (exact[i] === exact[i]) {
+        lo[i] = hi[i] = exact[i]
+        continue
+      }
+      let l = -Infinity, h = -Infinity
+      for (let m = 0; m < layerLo.length; m++) {
+        if (layerLo[m][i] > l) l = layerLo[m][i]
+        if (layerHi[m][i] > h) h = layerHi[m][i]
+      }
+      lo[i] = l === -Infinity ? NaN : l
+      hi[i] = h === -Infinity ? NaN : h
+    }
+    return { lo, hi }
+  }
+
+  private refined(a: number, b: number): Float64Array {
+    this.state.refined ??= []
+    const slot = a * this.s + b
+    return (this.state.refined[slot] ??= new Float64Array(this.n[a]).fill(NaN))
+  }
+
+  /**
+   * Prove every flag. A flag is decided when the excess interval lies on one side of the threshold (the same
+   * universality() the universal stage runs, so both decide alike). Each round refines, for every undecided
+   * neuron, its widest other seed, and only the layers whose hi reaches that seed's best lo (the others cannot
+   * hold the max). Returns the count undecided before the first round.
+   */
+  private async refine(maxima: { rows: Maxima; cols: Maxima }[], intervals: Map<string, { lo: Float64Array[]; hi: Float64Array[] }>): Promise<number> {
+    let first = -1
+    for (;;) {
+      const requests: Request[] = []
+      for (let a = 0; a < this.s; a++) {
+        const others = [...Array(this.s).keys()].filter((b) => b !== a)
+        const corr = others.map((b) => (a < b ? maxima[this.pairIndex(a, b)].rows : maxima[this.pairIndex(b, a)].cols).value)
+        const bounds = others.map((b) => this.seedBaseline(a, b, intervals))
+        const low = universality(others.map((_, e) => ({ maxCorr: corr[e], baseline: bounds[e].lo })), { threshold: this.o.threshold })
+        const high = universality(others.map((_, e) => ({ maxCorr: corr[e], baseline: bounds[e].hi })), { threshold: this.o.threshold })
+        for (let i = 0; i < this.n[a]; i++) {
+          if (high.isUniversal[i] || !low.isUniversal[i]) continue // proven yes, or proven no
+          let widest = -1, width = -1
+          others.forEach((b, e) => {
+            const w = bounds[e].hi[i] - bounds[e].lo[i]
+            if (w > 0 && w > width) [widest, width] = [e, w]
+          })
+          if (widest < 0) throw new Error(`screen: neuron ${i} of seed ${a} stays undecided with every baseline exact`)
+          const b = others[widest], { lo } = intervals.get(`${a}:${b}`)!, { hi } = intervals.get(`${a}:${b}`)!
+          const layers = lo.map((_, m) => m).filter((m) => hi[m][i] >= bounds[widest].lo[i])
+          requests.push({ a, i, b, layers })
+        }
+      }
+      if (first < 0) first = requests.length
+      if (!requests.length) break
+      const exact = await this.refinePass(requests)
+      requests.forEach((r, e) => (this.refined(r.a, r.b)[r.i] = exact[e]))
+      const layerRows = requests.reduce((sum, r) => sum + r.layers.length, 0)
+      this.state.refinedLayers = (this.state.refinedLayers ?? 0) + layerRows
+      this.state.refinementFlops = (this.state.refinementFlops ?? 0) + requests.reduce((sum, r) => sum + r.layers.length * 2 * this.source.layouts[r.b].dMlp * this.tokens, 0)
+      this.state.rounds = (this.state.rounds ?? 0) + 1
+      this.o.checkpoint?.(this.state)
+    }
+    return first
+  }
+
+  /** Pass 4: for each request, the exact baseline: max over its layers of max_k corr(u_a, b̃_k). */
+  private async refinePass(requests: Request[]): Promise<Float64Array> {
+    // One group per (b, layer): its anchors' rows are gathered per shard into one GEMM operand.
+    const groups = new Map<string, { b: number; m: number; anchors: { request: number; a: number; i: number }[]; cross?: Float64Array }>()
+    requests.forEach((r, request) => {
+      for (const m of r.layers) {
+        const key = `${r.b}:${m}`
+        if (!groups.has(key)) groups.set(key, { b: r.b, m, anchors: [] })
+        groups.get(key)!.anchors.push({ request, a: r.a, i: r.i })
+      }
+    })
+    await this.forEachShard(async (_shard, t, chunks) => {
+      for (const g of groups.values()) {
+        const d = this.source.layouts[g.b].dMlp
+        const anchors = new Float32Array(g.anchors.length * t)
+        for (const [slot, { a, i }] of g.anchors.entries()) {
+          const z = (await chunks.get(a)).values, scale = 1 / Math.sqrt(this.norms2(a)[i])
+          for (let x = 0; x < t; x++) anchors[slot * t + x] = z[i * t + x] * scale
+        }
+        const zb = (await chunks.get(g.b)).values
+        const product = new Float32Array(g.anchors.length * d)
+        this.o.gemm(anchors, zb.subarray(g.m * d * t, (g.m + 1) * d * t), g.anchors.length, d, t, product)
+        g.cross ??= new Float64Array(g.anchors.length * d)
+        kernels.addFloat32Into(g.cross, product)
+      }
+    })
+    const exact = new Float64Array(requests.length).fill(-Infinity)
+    for (const g of groups.values()) {
+      const d = this.source.layouts[g.b].dMlp
+      const { matrix, inverseRoot } = this.o.rotated[g.b].directions(g.m)
+      const { scatter } = this.o.within[g.b].neuronMoments(g.m)
+      // E = c·(R·diag(√C))ᵀ: n·cov of each anchor with each rotated direction over its norm, as the full
+      // computation's D·Rᵀ, then scaled by 1/σ.
+      const scaled = new Float32Array(d * d)
+      for (let k = 0; k < d; k++) for (let j = 0; j < d; j++) scaled[k * d + j] = matrix[k * d + j] * Math.sqrt(scatter[j])
+      const e = new Float32Array(g.anchors.length * d)
+      this.o.gemm(Float32Array.from(g.cross!), scaled, g.anchors.length, d, d, e)
+      g.anchors.forEach(({ request }, slot) => {
+        for (let k = 0; k < d; k++) {
+          const v = e[slot * d + k] * inverseRoot[k]
+          if (v > exact[request]) exact[request] = v
+        }
+      })
+    }
+    return exact
+  }
+
+  private pairIndex(a: number, b: number): number {
+    return this.pairs.findIndex(([x, y]) => x === a && y === b)
+  }
+
+  private save<K extends keyof ScreenState>(key: K, value: NonNullable<ScreenState[K]>): NonNullable<ScreenState[K]> {
+    this.state[key] = value
+    this.o.checkpoint?.(this.state)
+    return value
+  }
+}
+
+interface Request {
+  a: number
+  i: number
+  b: number
+  layers: number[]
+}
+
+/** dots[e] += Σ_t za[i, t]·zb[j, t] for every candidate e = (i, j). */
+export function sparseDots(za: Float32Array, zb: Float32Array, tokens: number, c: Candidates, dots: Float64Array): void {
+  const rows = c.rowStart.length - 1
+  for (let i = 0; i < rows; i++) {
+    const ai = i * tokens
+    for (let e = c.rowStart[i]; e < c.rowStart[i + 1]; e++) {
+      const bj = c.cols[e] * tokens
+      let sum = 0
+      for (let t = 0; t < tokens; t++) sum += za[ai + t] * zb[bj + t]
+      dots[e] += sum
+    }
+  }
+}
+
+/** A seed's standardisation: z = float32(x − mean)·(1/√(n·Var)), 0 for a dead neuron. */
+class Standardiser {
+  readonly mean: Float64Array
+  readonly scale: Float64Array
+  readonly live: Uint8Array
+
+  constructor(within: WithinLayerMoments, layout: SeedLayout) {
+    const n = layout.nLayers * layout.dMlp
+    this.mean = new Float64Array(n)
+    this.scale = new Float64Array(n)
+    this.live = new Uint8Array(n)
+    for (let m = 0; m < layout.nLayers; m++) {
+      const { mean, scatter } = within.neuronMoments(m)
+      this.mean.set(mean, m * layout.dMlp)
+      scatter.forEach((c, j) => {
+        if (c > 0) {
+          this.scale[m * layout.dMlp + j] = 1 / Math.sqrt(c)
+          this.live[m * layout.dMlp + j] = 1
+        }
+      })
+    }
+  }
+
+  apply(rows: ChunkRows, tokens: number): { values: Float32Array; norms2: Float64Array } {
+    const n = this.mean.length
+    const values = new Float32Array(n * tokens)
+    shiftChunk(rows, n, tokens, this.mean, values, 'the seed', 0)
+    const norms2 = new Float64Array(n)
+    for (let i = 0; i < n; i++) {
+      const scale = this.scale[i]
+      let sum = 0
+      for (let t = i * tokens; t < (i + 1) * tokens; t++) {
+        const v = (values[t] = values[t] * scale)
+        sum += v * v
+      }
+      norms2[i] = sum
+    }
+    return { values, norms2 }
+  }
+}
+
+/** One shard's standardised chunks, read on demand; as many seeds kept as the memory budget allows (≥ 2). */
+class ShardChunks {
+  private readonly kept = new Map<number, Promise<{ values: Float32Array; norms2: Float64Array }>>()
+  private readonly capacity: number
+
+  constructor(private readonly source: ScreenSource, private readonly standard: Standardiser[], private readonly shard: number, private readonly tokens: number, memoryBytes: number) {
+    const largest = Math.max(...source.layouts.map((l) => l.nLayers * l.dMlp)) * tokens * 4
+    this.capacity = Math.max(2, Math.floor(memoryBytes / largest))
+  }
+
+  get(seed: number): Promise<{ values: Float32Array; norms2: Float64Array }> {
+    let chunk = this.kept.get(seed)
+    if (chunk) {
+      this.kept.delete(seed) // most recently used last
+    } else {
+      chunk = this.source.read(seed, this.shard).then((rows) => this.standard[seed].apply(rows, this.tokens))
+      if (this.kept.size >= this.capacity) this.kept.delete(this.kept.keys().next().value!)
+    }
+    this.kept.set(seed, chunk)
+    return chunk
+  }
+}
