@@ -100,6 +100,11 @@ const CASES: [string, string | undefined, string, string[]?][] = [
       'pipeline.config.yaml:10 extract.dtype: expected "float16" | "float32", got "fp8"',
   ],
   [
+    'screened correlation without stored activations',
+    GOOD + 'extract:\n  mode: streamed\ncorrelate:\n  mode: screened\n',
+    'pipeline.config.yaml:11 correlate.mode: screened needs the stored activations (extract.mode: stored): it reads them four times',
+  ],
+  [
     'empty file',
     '# nothing yet\n',
     'pipeline.config.yaml:1 output_dir: required key missing (expected a string)\n' +
@@ -171,6 +176,8 @@ describe('a good config', () => {
       max_memory_gib: 8,
       checkpoint_every: 5_000_000,
       checkpoint_minutes: 10,
+      mode: 'full',
+      screen: { directions: 16, basis: 128 },
     })
     expect(config.execution.concurrency).toBe(1)
     expect(config.execution.threads).toBeGreaterThan(0)

@@ -2,7 +2,7 @@
 // checkpoints, every number checked against an independent computation: activations against `seedscope
 // inspect`, moments against a direct float64 pass, correlations, argmaxes and the rotation baseline against
 // brute-force float64 Pearson over the stored activations.
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { cpSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { beforeAll, describe, expect, test } from 'vitest'
@@ -252,6 +252,51 @@ describe('streamed mode split into layer blocks', () => {
     }
     const again = runCli(['run', '--config', 'blocked.yaml'], root)
     expect(again.stdout + again.stderr).toMatch(/extract 0 run, 2 skipped; stats 0 run, 3 skipped; correlate 0 run, 3 skipped/)
+  })
+})
+
+describe('screened correlate', () => {
+  test('proves the full computation\'s maxima, argmaxes and flags; baselines exact or bounded around the exact one', async () => {
+    const full = await Promise.all(SEEDS.map((s) => readTable(out('universal', `${s}.parquet`))))
+    // A threshold in the middle of the excess values, so that flags sit on both sides of it and near it.
+    const excess = full.flat().map((r) => r.excess_corr as number).filter(Number.isFinite).sort((x, y) => x - y)
+    const threshold = excess[Math.floor(excess.length / 2)]
+    cpSync(out(), join(root, 'out-screened'), { recursive: true })
+    // A small basis: these random models' activations are far from low-rank, so it prunes little, but it runs.
+    const screen = `correlate: { mode: screened, threshold: ${threshold}, screen: { directions: 4, basis: 24 } }\n`
+    writeFileSync(join(root, 'screened.yaml'), config('out-screened', 'stored') + screen)
+    const run = runCli(['run', '--config', 'screened.yaml'], root)
+    expect(run.status, run.stderr).toBe(0)
+    expect(run.stdout + run.stderr).toMatch(/extract 0 run, \d+ skipped; stats 0 run, 3 skipped; correlate 1 run.*universal 3 run/)
+    expect(run.stdout + run.stderr).toMatch(/screened: [\d.]+ TFLOP, [\d.]+× fewer than the full computation/)
+    const report = JSON.parse(readFileSync(join(root, 'out-screened', 'correlate', 'screened.json'), 'utf8'))
+    expect(report.undecided).toBeGreaterThan(0)
+    for (const [k, seed] of SEEDS.entries()) {
+      const rows = await readTable(join(root, 'out-screened', 'universal', `${seed}.parquet`))
+      for (const [i, row] of rows.entries()) {
+        const exact = full[k][i]
+        expect(row.is_universal, `${seed} ${i}`).toBe((exact.excess_corr as number) > threshold)
+        for (const other of SEEDS.filter((s) => s !== seed)) {
+          expect(row[`max_corr_${other}`] as number).toBeCloseTo(exact[`max_corr_${other}`] as number, 6)
+          expect([row[`max_layer_${other}`], row[`max_neuron_${other}`]]).toEqual([exact[`max_layer_${other}`], exact[`max_neuron_${other}`]])
+        }
+        const base = exact.mean_baseline as number
+        if (Number.isFinite(row.mean_baseline)) expect(row.mean_baseline as number).toBeCloseTo(base, 6)
+        else expect(base).toBeGreaterThanOrEqual((row.mean_baseline_lo as number) - 1e-9)
+        if (!Number.isFinite(row.mean_baseline)) expect(base).toBeLessThanOrEqual((row.mean_baseline_hi as number) + 1e-9)
+      }
+    }
+  })
+
+  test('falls back to the full computation when the basis would cost more than it saves, with the full mode\'s tables', async () => {
+    cpSync(out(), join(root, 'out-fallback'), { recursive: true })
+    writeFileSync(join(root, 'fallback.yaml'), config('out-fallback', 'stored') + 'correlate: { mode: screened, screen: { directions: 24, basis: 96 } }\n')
+    const run = runCli(['run', '--config', 'fallback.yaml'], root)
+    expect(run.status, run.stderr).toBe(0)
+    expect(run.stdout + run.stderr).toMatch(/screening would cost [\d.]+× the full computation before pruning anything .*computing every pair in full instead/)
+    expect(JSON.parse(readFileSync(join(root, 'out-fallback', 'correlate', 'screened.json'), 'utf8')).fallback).toBe('full')
+    const files = [...SEEDS.map((s) => `universal/${s}.parquet`), 'correlate/s0--s1.parquet', 'correlate/s0--s2.parquet', 'correlate/s1--s2.parquet']
+    for (const file of files) expect(readFileSync(join(root, 'out-fallback', file)).equals(readFileSync(out(file))), file).toBe(true)
   })
 })
 

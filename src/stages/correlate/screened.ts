@@ -7,10 +7,10 @@ import { readStateFile, writeStateFile } from '../../io/state-file.js'
 import { loadFastGemm } from '../../model/gemm.js'
 import type { StageContext } from '../../runner/stage.js'
 import { kernels } from '../../stats/kernels.js'
-import { screenFamily, type ScreenReport, type ScreenState } from '../../stats/screen/family.js'
+import { fullFlops, screenFamily, screeningOverheadFlops, type ScreenReport, type ScreenState } from '../../stats/screen/family.js'
 import { activationPath } from '../extract/index.js'
-import { type CorrelateParams, type FamilyUnit, screenReportPath } from './index.js'
-import { checkAligned, rotationRecord, seedWithin } from './pair.js'
+import { type CorrelateParams, type FamilyUnit, pairName, screenReportPath, seedPairs } from './index.js'
+import { checkAligned, correlatePair, rotationRecord, seedWithin } from './pair.js'
 import { writePairOutput } from './pair-output.js'
 import { rotatedLayers, rotationKind } from './pair-sums.js'
 
@@ -29,6 +29,15 @@ export async function correlateScreened(u: FamilyUnit, ctx: StageContext<Correla
   const rotated = within.map((w, s) => rotatedLayers(w, kind, params.baseline.seed, u.seeds[s], gemm))
   const shardTokens = infos[0].map((info) => info.tokens)
   const tokens = shardTokens.reduce((sum, t) => sum + t, 0)
+
+  const overhead = screeningOverheadFlops(layouts, tokens, screen.directions, screen.basis)
+  const full = fullFlops(layouts, tokens)
+  if (overhead > full / 2) {
+    ctx.warn(`screening would cost ${(overhead / full).toFixed(2)}× the full computation before pruning anything (${Math.max(...layouts.map((l) => l.nLayers * l.dMlp))} neurons per seed against a basis of ${screen.basis}); computing every pair in full instead`)
+    await correlateInFull(u, ctx, tokens)
+    await ctx.writeFile(screenReportPath, `${JSON.stringify({ fallback: 'full', overheadFlops: overhead, fullFlops: full }, null, 2)}\n`)
+    return
+  }
 
   const checkpointPath = ctx.partialPath('screen.safetensors')
   const resume = readStateFile<ScreenState>(checkpointPath)
@@ -65,6 +74,23 @@ export async function correlateScreened(u: FamilyUnit, ctx: StageContext<Correla
   }
   await ctx.writeFile(screenReportPath, `${JSON.stringify(reportJson(report), null, 2)}\n`)
   ctx.log(describe(report))
+}
+
+/** Every pair as the full mode computes it, each with its own checkpoint; the tables are the full mode's. */
+async function correlateInFull(u: FamilyUnit, ctx: StageContext<CorrelateParams>, tokens: number): Promise<void> {
+  const pairs = seedPairs(u.seeds)
+  ctx.progress.setTotal(pairs.length * tokens)
+  for (const { a, b } of pairs) {
+    const id = pairName(a, b)
+    const pairCtx: StageContext<CorrelateParams> = {
+      ...ctx,
+      partialPath: (name) => ctx.partialPath(`${id}.${name}`),
+      progress: { setTotal: () => {}, advance: (n) => ctx.progress.advance(n) },
+      log: (message) => ctx.log(`${id}: ${message}`),
+      warn: (message) => ctx.warn(`${id}: ${message}`),
+    }
+    await correlatePair({ id, a, b, mode: 'stored', shards: u.shards, checkpointing: u.checkpointing }, pairCtx)
+  }
 }
 
 function reportJson(r: ScreenReport) {

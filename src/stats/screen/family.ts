@@ -77,6 +77,27 @@ export interface ScreenReport {
   rounds: number
 }
 
+/**
+ * FLOPs the screen spends before it prunes anything (both basis passes and the projections), from the shapes
+ * alone: when they approach the full computation's, screening cannot pay off (activations too small or the basis
+ * too large for them) and the caller should compute the pairs in full.
+ */
+export function screeningOverheadFlops(layouts: readonly SeedLayout[], tokens: number, directions: number, basis: number): number {
+  const rows = layouts.map((l) => l.nLayers * Math.min(directions, l.dMlp))
+  const k0 = rows.reduce((sum, r) => sum + r, 0), k = Math.min(basis, k0)
+  const basisRows = 2 * layouts.reduce((sum, l, s) => sum + 2 * rows[s] * l.dMlp * tokens, 0)
+  const projections = layouts.reduce((sum, l) => sum + 2 * l.nLayers * l.dMlp * k * tokens, 0)
+  return basisRows + 2 * k0 * k0 * tokens + 2 * k * k0 * tokens + 2 * k * k * tokens + projections
+}
+
+/** The full computation's GEMM FLOPs: 2·N_a·N_b·T for every pair. */
+export function fullFlops(layouts: readonly SeedLayout[], tokens: number): number {
+  const n = layouts.map((l) => l.nLayers * l.dMlp)
+  let sum = 0
+  for (let a = 0; a < n.length; a++) for (let b = a + 1; b < n.length; b++) sum += 2 * n[a] * n[b] * tokens
+  return sum
+}
+
 // Every bound is widened by this much for the rounding of float32 products (~1e-6 here).
 const MARGIN = 1e-4
 
@@ -131,7 +152,7 @@ class ScreenedFamily {
       pairs,
       report: {
         flops: this.flopCounts(basis.rows, candidateCount),
-        fullFlops: this.pairs.reduce((sum, [a, b]) => sum + 2 * this.n[a] * this.n[b] * this.tokens, 0),
+        fullFlops: fullFlops(this.source.layouts, this.tokens),
         basisRows: basis.rows,
         energy: basis.energy,
         candidatesPerNeuron: candidateCount / this.pairs.reduce((sum, [a]) => sum + this.n[a], 0),
