@@ -260,8 +260,94 @@ static napi_value AddFloat32Into(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+// ── sparse dots: the screened correlate's exact correlations of candidate pairs (src/stats/screen/family.ts) ──
+
+// Σ_t a[t]·b[t] over eight float64 lanes (lane = t mod 8), combined pairwise: the JavaScript fallback's order.
+// float32 × float32 is exact in float64, so the sum's rounding is the only one, and the same in both.
+VECTOR_CLONES
+static double dot_row(const float* a, const float* b, int64_t tokens) {
+  f64x8 s = {0};
+  int64_t t = 0;
+  for (; t + LANES <= tokens; t += LANES) {
+    f32x8 x, y;
+    memcpy(&x, a + t, sizeof x);
+    memcpy(&y, b + t, sizeof y);
+    s += __builtin_convertvector(x, f64x8) * __builtin_convertvector(y, f64x8);
+  }
+  for (; t < tokens; t++) s[t % LANES] += (double)a[t] * (double)b[t];
+  return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+}
+
+typedef struct {
+  const float *za, *zb;
+  int64_t tokens, first, end;  // rows of A [first, end)
+  const int32_t *row_start, *cols;
+  double* dots;
+} DotsJob;
+
+static void* dots_range(void* arg) {
+  DotsJob* job = arg;
+  for (int64_t i = job->first; i < job->end; i++) {
+    const float* a = job->za + i * job->tokens;
+    for (int32_t e = job->row_start[i]; e < job->row_start[i + 1]; e++) {
+      job->dots[e] += dot_row(a, job->zb + (int64_t)job->cols[e] * job->tokens, job->tokens);
+    }
+  }
+  return NULL;
+}
+
+// sparseDots(za, zb, tokens, rowStart, cols, dots): dots[e] += Σ_t za[i, t]·zb[cols[e], t] for every e of row i
+// (CSR: rowStart[i] ≤ e < rowStart[i + 1]). Threads split A's rows so that each gets about as many candidates.
+static napi_value SparseDots(napi_env env, napi_callback_info info) {
+  napi_value argv[6];
+  if (!get_args(env, info, 6, argv, "sparseDots(za, zb, tokens, rowStart, cols, dots)")) return NULL;
+  float *za, *zb;
+  int32_t *row_start, *cols;
+  double* dots;
+  size_t za_len, zb_len, starts, count, dots_len;
+  int64_t tokens;
+  if (!typed_arg(env, argv[0], napi_float32_array, "za", (void**)&za, &za_len) ||
+      !typed_arg(env, argv[1], napi_float32_array, "zb", (void**)&zb, &zb_len) || !int_arg(env, argv[2], "tokens", &tokens) ||
+      !typed_arg(env, argv[3], napi_int32_array, "rowStart", (void**)&row_start, &starts) ||
+      !typed_arg(env, argv[4], napi_int32_array, "cols", (void**)&cols, &count) ||
+      !typed_arg(env, argv[5], napi_float64_array, "dots", (void**)&dots, &dots_len)) {
+    return NULL;
+  }
+  int64_t rows = (int64_t)starts - 1;
+  if (rows < 0 || (int64_t)za_len < rows * tokens || dots_len < count || row_start[0] != 0 || (size_t)row_start[rows] != count) {
+    range_error(env, "kernels: sparseDots given %lld rows of A (%zu values), %zu candidates, %zu dots", (long long)rows, za_len, count, dots_len);
+    return NULL;
+  }
+  for (int64_t i = 0; i < rows; i++) {
+    if (row_start[i + 1] < row_start[i]) {
+      range_error(env, "kernels: sparseDots rowStart decreases at row %lld", (long long)i);
+      return NULL;
+    }
+  }
+  for (size_t e = 0; e < count; e++) {
+    if (cols[e] < 0 || ((int64_t)cols[e] + 1) * tokens > (int64_t)zb_len) {
+      range_error(env, "kernels: sparseDots candidate %zu names row %d of B, which has %zu values", e, cols[e], zb_len);
+      return NULL;
+    }
+  }
+  int threads = threads_for((int64_t)count * tokens, 1 << 18);
+  if (threads > rows) threads = rows > 0 ? (int)rows : 1;
+  DotsJob jobs[MAX_THREADS];
+  int64_t first = 0;
+  for (int k = 0; k < threads; k++) {
+    int64_t end = first;
+    int64_t target = (int64_t)count * (k + 1) / threads;  // equal shares of candidates, not of rows
+    while (end < rows && (k == threads - 1 || row_start[end] < target)) end++;
+    jobs[k] = (DotsJob){za, zb, tokens, first, end, row_start, cols, dots};
+    first = end;
+  }
+  run_jobs(dots_range, jobs, sizeof jobs[0], threads);
+  return NULL;
+}
+
 napi_status register_correlate(napi_env env, napi_value exports) {
   napi_status s = define_function(env, exports, "shiftRows", ShiftRows);
   if (s == napi_ok) s = define_function(env, exports, "shiftBlobs", ShiftBlobs);
+  if (s == napi_ok) s = define_function(env, exports, "sparseDots", SparseDots);
   return s == napi_ok ? define_function(env, exports, "addFloat32Into", AddFloat32Into) : s;
 }

@@ -56,7 +56,7 @@ export async function planCorrelate(cfg: PipelineConfig, env: PlanEnvironment): 
   const estimate = estimateCorrelate(scenario, { gemmFlopsPerSecond: gemm.rate })
   // What the screen saves depends on how low-rank the activations are, which only the run finds out.
   const screened = cfg.correlate.mode === 'screened'
-    ? ['screened mode: the FLOPs and time shown are the full computation\'s, an upper bound (the bundled family needed ~10× fewer); the run writes correlate/screened.json with what it did']
+    ? ['screened mode: the FLOPs and time shown are the full computation\'s, an upper bound (the bundled demo family needed 11.6× fewer); the run writes correlate/screened.json with what it did']
     : []
   return { ...estimate, notes: [...(estimate.notes ?? []), ...screened, gemm.note] }
 }

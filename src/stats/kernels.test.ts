@@ -137,3 +137,35 @@ describe.runIf(native)('native and JavaScript kernels agree bit for bit', () => 
     native!.setThreads(1)
   })
 })
+
+describe.each(backends.map((k) => [k.name, k] as const))('%s kernels: sparse dots', (_name, k) => {
+  const rowsA = 6, rowsB = 5, tokens = 1037 // not a multiple of the 8 lanes
+  const za = randomRows(rowsA, tokens, 3).map((v) => v - 1001), zb = randomRows(rowsB, tokens, 4).map((v) => v - 1001)
+  const rowStart = Int32Array.from([0, 2, 2, 5, 6, 6, 8]) // row 1 and row 4 have no candidates
+  const cols = Int32Array.from([0, 4, 1, 2, 3, 4, 0, 1])
+
+  it('adds each candidate\'s dot product over the tokens into dots (brute force, float64)', () => {
+    k.setThreads(2)
+    const dots = new Float64Array(cols.length).fill(1)
+    k.sparseDots(za, zb, tokens, rowStart, cols, dots)
+    for (let i = 0; i < rowsA; i++) {
+      for (let e = rowStart[i]; e < rowStart[i + 1]; e++) {
+        let sum = 0
+        for (let t = 0; t < tokens; t++) sum += za[i * tokens + t] * zb[cols[e] * tokens + t]
+        expect(dots[e]).toBeCloseTo(1 + sum, 9)
+      }
+    }
+  })
+
+  it('gives the JavaScript kernels\' bits', () => {
+    const mine = new Float64Array(cols.length), js = new Float64Array(cols.length)
+    k.sparseDots(za, zb, tokens, rowStart, cols, mine)
+    jsKernels.sparseDots(za, zb, tokens, rowStart, cols, js)
+    expect(mine).toEqual(js)
+  })
+
+  it('refuses a candidate outside B and a CSR that does not add up', () => {
+    expect(() => k.sparseDots(za, zb, tokens, rowStart, Int32Array.from([0, 4, 1, 2, 3, 9, 0, 1]), new Float64Array(8))).toThrow(/names row 9 of B/)
+    expect(() => k.sparseDots(za, zb, tokens, Int32Array.from([0, 2, 9]), cols, new Float64Array(8))).toThrow(/sparseDots given/)
+  })
+})

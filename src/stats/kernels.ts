@@ -28,6 +28,11 @@ export interface Kernels {
   shiftBlobs(bytes: Uint8Array, offsets: Float64Array, bytesPerValue: 2 | 4, tokens: number, shift: Float64Array, dst: Float32Array, sum: Float64Array, sumSq: Float64Array): number
   /** into[i] += from[i] over into's length: a chunk's float32 product into float64 sums. */
   addFloat32Into(into: Float64Array, from: Float32Array): void
+  /**
+   * The screened correlate's exact dots: dots[e] += Σ_t za[i·tokens + t]·zb[cols[e]·tokens + t] for each candidate e
+   * of row i (CSR: rowStart[i] ≤ e < rowStart[i + 1]), summed in float64 over the eight lanes.
+   */
+  sparseDots(za: Float32Array, zb: Float32Array, tokens: number, rowStart: Int32Array, cols: Int32Array, dots: Float64Array): void
   /** Threads for the kernels (process-wide; the results do not depend on it). The JavaScript ones use one. */
   setThreads(threads: number): void
 
@@ -110,6 +115,24 @@ export const jsKernels: Kernels = {
       if (!shiftRowJs(values, tokens, shift[i], dst, i * tokens, sum, i, sumSq)) return i * tokens + firstNonFinite(dst, i * tokens, tokens)
     }
     return -1
+  },
+  sparseDots(za, zb, tokens, rowStart, cols, dots) {
+    const rows = rowStart.length - 1
+    if (rows < 0 || za.length < rows * tokens || dots.length < cols.length || rowStart[0] !== 0 || rowStart[rows] !== cols.length) {
+      throw new RangeError(`kernels: sparseDots given ${rows} rows of A (${za.length} values), ${cols.length} candidates, ${dots.length} dots`)
+    }
+    const lanes = new Float64Array(LANES)
+    for (let i = 0; i < rows; i++) {
+      if (rowStart[i + 1] < rowStart[i]) throw new RangeError(`kernels: sparseDots rowStart decreases at row ${i}`)
+      const a = i * tokens
+      for (let e = rowStart[i]; e < rowStart[i + 1]; e++) {
+        const b = cols[e] * tokens
+        if (cols[e] < 0 || b + tokens > zb.length) throw new RangeError(`kernels: sparseDots candidate ${e} names row ${cols[e]} of B, which has ${zb.length} values`)
+        lanes.fill(0)
+        for (let t = 0; t < tokens; t++) lanes[t & 7] += za[a + t] * zb[b + t]
+        dots[e] += ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]))
+      }
+    }
   },
   momentSums(chunk, tokens, width, valid, count, sum, positive, nonFinite, histogram) {
     checkChunk(chunk, tokens, width, valid, { count, sum, positive, nonFinite }, width)
@@ -222,8 +245,8 @@ const ADDON = fileURLToPath(new URL('../../native/kernels/build/Release/kernels.
 export function loadNativeKernels(): Kernels | undefined {
   if (!existsSync(ADDON)) return undefined
   const addon = createRequire(import.meta.url)(ADDON) as Omit<Kernels, 'name'>
-  const { shiftRows, shiftBlobs, addFloat32Into, setThreads, momentSums, powerSums, topKRows, scatterNeuronMajor, toFloat16 } = addon
-  return { name: 'native', shiftRows, shiftBlobs, addFloat32Into, setThreads, momentSums, powerSums, topKRows, scatterNeuronMajor, toFloat16 }
+  const { shiftRows, shiftBlobs, sparseDots, addFloat32Into, setThreads, momentSums, powerSums, topKRows, scatterNeuronMajor, toFloat16 } = addon
+  return { name: 'native', shiftRows, shiftBlobs, sparseDots, addFloat32Into, setThreads, momentSums, powerSums, topKRows, scatterNeuronMajor, toFloat16 }
 }
 
 /** What the pipeline uses: the C kernels when built, else the JavaScript ones (SEEDSCOPE_KERNELS=js forces them). */

@@ -1,11 +1,12 @@
 // The screened correlate (issue 5 item 8; method and measurements in bench/research/README.md): the same maxima,
 // argmaxes and universality flags as the full all-pairs computation of a seed family, proven by bounds, with a
 // fraction of its FLOPs. Four kinds of pass over the activations, each checkpointed when it ends:
-//   1. gram         the union of each (seed, layer)'s top principal directions, Y = V·Z over the tokens: Σ Y Yᵀ
-//   2. projections  the compressed basis Q = W·Y (orthonormal rows); every neuron's coordinates P = Z·Qᵀ
+//   1. gram         on the first shards only: Σ Y Yᵀ of each (seed, layer)'s top k principal directions over the
+//                   tokens, Y = V·z (z: the layer's standardised neurons)
+//   2. projections  the compressed basis Q = W·Y; Σ Q Qᵀ and every neuron's Σ y·Qᵀ over all tokens
 //   3. dots         exact correlations of the candidate partners the projections' bounds cannot rule out
 //   4. refine       exact rotation baselines, only where an interval straddles the threshold (≤ seeds − 1 rounds)
-// Z is a seed's chunk standardised with the stats stage's moments: z = (x − mean)/√(n·Var), so z_a·z_b is the
+// y is a neuron's activation minus its mean (the stats stage's), so u = y/|y| is a unit vector and u_a·u_b is the
 // Pearson correlation. Only the passes' results are kept, never activations.
 import { type RotatedLayers, type WithinLayerMoments } from '../baseline.js'
 import type { Gemm } from '../gemm.js'
@@ -34,9 +35,9 @@ export interface ScreenOptions {
   basis: number       // K': rows of the compressed basis
   threshold: number   // universality threshold: which baselines must be exact depends on it
   gemm: Gemm
-  within: readonly WithinLayerMoments[]  // per seed, from the stats stage
+  within: readonly WithinLayerMoments[]  // per seed, from the stats stage: means, variances, correlations
   rotated: readonly RotatedLayers[]      // per seed: the full computation's rotations, so baselines are the same
-  memoryBytes: number                    // for one shard's standardised chunks of several seeds
+  memoryBytes: number                    // for one shard's centred chunks of several seeds
   progress?: (tokens: number) => void
   signal?: AbortSignal
   /** Called after every pass with the state to save; `resume` takes it back. */
@@ -47,7 +48,7 @@ export interface ScreenOptions {
 /** What the passes produced so far: enough to resume after the last finished pass. */
 export interface ScreenState {
   gram?: Float64Array
-  projections?: { sums: Float64Array[]; norms2: Float64Array[]; basisGram: Float64Array }
+  projections?: { sums: Float64Array[]; norms2: Float64Array[]; basisGram: Float64Array }  // norms2: Σ y²
   candidates?: Candidates[]   // per pair (a < b, in order)
   dots?: Float64Array[]       // per pair, per candidate: Σ z_a z_b
   refined?: Float64Array[]    // per ordered (anchor a, other b): the exact baseline where refined, else NaN
@@ -78,17 +79,21 @@ export interface ScreenReport {
 }
 
 /**
- * FLOPs the screen spends before it prunes anything (both basis passes and the projections), from the shapes
- * alone: when they approach the full computation's, screening cannot pay off (activations too small or the basis
- * too large for them) and the caller should compute the pairs in full.
+ * FLOPs the screen spends before it prunes anything (the basis and the projections), from the shapes alone (the
+ * basis Gram counted over all tokens, an upper bound): when they approach the full computation's, screening
+ * cannot pay off (activations too small or the basis too large for them) and the caller should compute the
+ * pairs in full.
  */
 export function screeningOverheadFlops(layouts: readonly SeedLayout[], tokens: number, directions: number, basis: number): number {
-  const rows = layouts.map((l) => l.nLayers * Math.min(directions, l.dMlp))
-  const k0 = rows.reduce((sum, r) => sum + r, 0), k = Math.min(basis, k0)
-  const basisRows = 2 * layouts.reduce((sum, l, s) => sum + 2 * rows[s] * l.dMlp * tokens, 0)
+  const k0 = layouts.reduce((sum, l) => sum + l.nLayers * Math.min(directions, l.dMlp), 0), k = Math.min(basis, k0)
+  const basisRows = layouts.reduce((sum, l) => sum + 2 * 2 * l.nLayers * Math.min(directions, l.dMlp) * l.dMlp * tokens, 0)
   const projections = layouts.reduce((sum, l) => sum + 2 * l.nLayers * l.dMlp * k * tokens, 0)
   return basisRows + 2 * k0 * k0 * tokens + 2 * k * k0 * tokens + 2 * k * k * tokens + projections
 }
+
+// The basis Gram needs only enough tokens to pick good directions (any basis gives valid bounds): the first
+// shards holding this share of the tokens.
+const GRAM_SHARE = 1 / 8
 
 /** The full computation's GEMM FLOPs: 2·N_a·N_b·T for every pair. */
 export function fullFlops(layouts: readonly SeedLayout[], tokens: number): number {
@@ -109,9 +114,10 @@ class ScreenedFamily {
   private readonly s: number
   private readonly n: number[]
   private readonly tokens: number
-  private readonly standard: Standardiser[]
-  private readonly directions: Float32Array[][]   // [seed][layer] [k, d]
+  private readonly centring: Centring[]
+  private readonly directions: Float32Array[][]  // [seed][layer] [k, d]: top principal directions, over √(n·Var)
   private readonly k0: number
+  private readonly gramShards: number           // the first shards, for the basis Gram
   private readonly state: ScreenState
   private readonly pairs: [number, number][] = []
 
@@ -123,12 +129,24 @@ class ScreenedFamily {
       if (w.n !== this.tokens) throw new Error(`screen: seed ${s}'s within-layer moments saw ${w.n} tokens, the shards hold ${this.tokens}; rerun the stats stage`)
     })
     for (let a = 0; a < this.s; a++) for (let b = a + 1; b < this.s; b++) this.pairs.push([a, b])
-    this.standard = o.within.map((w, s) => new Standardiser(w, source.layouts[s]))
+    this.centring = o.within.map((w, s) => new Centring(w, source.layouts[s]))
+    // The directions act on standardised neurons z = y/√(n·Var); dividing their columns by √(n·Var) lets them act
+    // on the centred rows y directly (a dead neuron's column is 0).
     this.directions = o.within.map((w, s) => {
-      const { nLayers, dMlp } = source.layouts[s]
-      return Array.from({ length: nLayers }, (_, m) => topDirections(correlationMatrix(w.centredScatter(m), dMlp), dMlp, o.directions, o.gemm, 1000 * s + m))
+      const { nLayers, dMlp: d } = source.layouts[s]
+      return Array.from({ length: nLayers }, (_, m) => {
+        const scatter = w.centredScatter(m)
+        const v = topDirections(correlationMatrix(scatter, d), d, o.directions, o.gemm, 1000 * s + m)
+        for (let j = 0; j < d; j++) {
+          const scale = scatter[j * d + j] > 0 ? 1 / Math.sqrt(scatter[j * d + j]) : 0
+          for (let r = 0; r < v.length / d; r++) v[r * d + j] *= scale
+        }
+        return v
+      })
     })
     this.k0 = this.directions.reduce((sum, layers, s) => sum + layers.reduce((rows, v) => rows + v.length / source.layouts[s].dMlp, 0), 0)
+    let sampled = 0
+    this.gramShards = source.shardTokens.findIndex((t) => (sampled += t) >= GRAM_SHARE * this.tokens) + 1
     this.state = o.resume ?? {}
   }
 
@@ -168,10 +186,11 @@ class ScreenedFamily {
     const t = this.tokens, layouts = this.source.layouts
     const sumSeeds = (f: (s: number) => number) => layouts.reduce((sum, _, s) => sum + f(s), 0)
     const sumPairs = (f: (a: number, b: number) => number) => this.pairs.reduce((sum, [a, b]) => sum + f(a, b), 0)
+    const gramTokens = this.source.shardTokens.slice(0, this.gramShards).reduce((sum, x) => sum + x, 0)
     const directionRows = (s: number) => this.directions[s].reduce((sum, v) => sum + v.length / layouts[s].dMlp, 0)
     return {
-      'basis rows (passes 1 and 2)': 2 * sumSeeds((s) => 2 * directionRows(s) * layouts[s].dMlp * t),
-      'basis Gram': 2 * this.k0 * this.k0 * t,
+      'basis rows': sumSeeds((s) => 2 * directionRows(s) * layouts[s].dMlp * (gramTokens + t)),
+      'basis Gram (first shards)': 2 * this.k0 * this.k0 * gramTokens,
       'basis compression': 2 * rows * this.k0 * t + 2 * rows * rows * t,
       projections: sumSeeds((s) => 2 * this.n[s] * rows * t),
       'upper-bound matrices': sumPairs((a, b) => 2 * 2 * this.n[a] * this.n[b] * rows),
@@ -186,36 +205,36 @@ class ScreenedFamily {
 
   // ── passes over the activations ───────────────────────────────────────────────────────────────────────────
 
-  /** Pass 1: Σ Y Yᵀ of the union's rows. */
+  /** Pass 1, over the first shards: Σ Y Yᵀ of the basis neurons' rows. */
   private async gramPass(): Promise<Float64Array> {
     const gram = new Float64Array(this.k0 * this.k0)
     const product = new Float32Array(this.k0 * this.k0)
-    await this.forEachShard(async (shard, t, chunks) => {
-      const y = await this.unionRows(chunks, shard, t)
+    await this.forEachShard(async (t, chunks) => {
+      const y = await this.basisRows(chunks, t)
       this.o.gemm(y, y, this.k0, this.k0, t, product)
       kernels.addFloat32Into(gram, product)
-    })
+    }, this.gramShards)
     return gram
   }
 
-  /** Pass 2: Q = W·Y per shard, then every seed's Σ Z·Qᵀ, Σ z² per neuron and Σ Q Qᵀ. */
+  /** Pass 2: Q = W·Y per shard, then every seed's Σ y·Qᵀ, Σ y² per neuron and Σ Q Qᵀ. */
   private async projectionPass(w: Float32Array, rows: number): Promise<NonNullable<ScreenState['projections']>> {
     const sums = this.n.map((n) => new Float64Array(n * rows))
     const norms2 = this.n.map((n) => new Float64Array(n))
     const basisGram = new Float64Array(rows * rows)
-    await this.forEachShard(async (shard, t, chunks) => {
-      const y = await this.unionRows(chunks, shard, t)
+    await this.forEachShard(async (t, chunks) => {
+      const y = await this.basisRows(chunks, t)
       const q = new Float32Array(rows * t)
       this.o.gemm(w, transpose(y, this.k0, t, new Float32Array(y.length)), rows, t, this.k0, q)
       const qq = new Float32Array(rows * rows)
       this.o.gemm(q, q, rows, rows, t, qq)
       kernels.addFloat32Into(basisGram, qq)
       for (let s = 0; s < this.s; s++) {
-        const z = await chunks.get(s)
+        const chunk = await chunks.get(s)
         const product = new Float32Array(this.n[s] * rows)
-        this.o.gemm(z.values, q, this.n[s], rows, t, product)
+        this.o.gemm(chunk.values, q, this.n[s], rows, t, product)
         kernels.addFloat32Into(sums[s], product)
-        for (let i = 0; i < this.n[s]; i++) norms2[s][i] += z.norms2[i]
+        for (let i = 0; i < this.n[s]; i++) norms2[s][i] += chunk.norms2[i]
       }
     })
     return { sums, norms2, basisGram }
@@ -224,38 +243,39 @@ class ScreenedFamily {
   /** Pass 3: Σ z_a z_b for every candidate pair. */
   private async dotsPass(candidates: Candidates[]): Promise<Float64Array[]> {
     const dots = candidates.map((c) => new Float64Array(c.cols.length))
-    await this.forEachShard(async (_shard, t, chunks) => {
+    await this.forEachShard(async (t, chunks) => {
       for (const [p, [a, b]] of this.pairs.entries()) {
         const za = (await chunks.get(a)).values, zb = (await chunks.get(b)).values
-        sparseDots(za, zb, t, candidates[p], dots[p])
+        kernels.sparseDots(za, zb, t, candidates[p].rowStart, candidates[p].cols, dots[p])
       }
     })
     return dots
   }
 
   /** Y for one shard: each seed's layers through their principal directions, stacked [k0, tokens]. */
-  private async unionRows(chunks: ShardChunks, _shard: number, t: number): Promise<Float32Array> {
+  private async basisRows(chunks: ShardChunks, t: number): Promise<Float32Array> {
     const y = new Float32Array(this.k0 * t)
     let row = 0
     for (let s = 0; s < this.s; s++) {
       const { nLayers, dMlp: d } = this.source.layouts[s]
-      const z = (await chunks.get(s)).values
-      const zt = new Float32Array(d * t)
+      const values = (await chunks.get(s)).values
+      const transposed = new Float32Array(d * t)
       for (let m = 0; m < nLayers; m++) {
+        // The GEMM contracts along contiguous rows, and these run over the layer's neurons: transpose first.
         const v = this.directions[s][m], k = v.length / d
-        transpose(z.subarray(m * d * t, (m + 1) * d * t), d, t, zt)
-        this.o.gemm(v, zt, k, t, d, y.subarray(row * t, (row + k) * t))
+        transpose(values.subarray(m * d * t, (m + 1) * d * t), d, t, transposed)
+        this.o.gemm(v, transposed, k, t, d, y.subarray(row * t, (row + k) * t))
         row += k
       }
     }
     return y
   }
 
-  private async forEachShard(visit: (shard: number, tokens: number, chunks: ShardChunks) => Promise<void>): Promise<void> {
-    for (const [shard, t] of this.source.shardTokens.entries()) {
+  /** Visit the first `count` shards (default all), each with its chunks; progress counts every shard's tokens. */
+  private async forEachShard(visit: (tokens: number, chunks: ShardChunks) => Promise<void>, count = this.source.shardTokens.length): Promise<void> {
+    for (const [shard, t] of this.source.shardTokens.slice(0, count).entries()) {
       if (this.o.signal?.aborted) throw new Error('correlate: cancelled')
-      const chunks = new ShardChunks(this.source, this.standard, shard, t, this.o.memoryBytes)
-      await visit(shard, t, chunks)
+      await visit(t, new ShardChunks(this.source, this.centring, shard, t, this.o.memoryBytes))
       this.o.progress?.(t)
     }
   }
@@ -271,7 +291,7 @@ class ScreenedFamily {
       const row = new Float64Array(k)
       for (let i = 0; i < n; i++) {
         const norm2 = sums.norms2[s][i]
-        if (!(norm2 > 0) || !this.standard[s].live[i]) continue
+        if (!(norm2 > 0) || !this.centring[s].live[i]) continue
         live[i] = 1
         const inv = 1 / Math.sqrt(norm2)
         let length2 = 0
@@ -321,8 +341,7 @@ class ScreenedFamily {
       const k = projections[b].k
       for (let m = 0; m < nLayers; m++) {
         const { matrix, inverseRoot } = this.o.rotated[b].directions(m)
-        const { scatter } = this.o.within[b].neuronMoments(m)
-        const w = Float64Array.from(scatter, (c, j) => Math.sqrt(c * this.norms2(b)[m * d + j]))
+        const w = Float64Array.from(this.norms2(b).subarray(m * d, (m + 1) * d), Math.sqrt) // y_j = |y_j|·u_j
         const frame = rotatedFrame(Float32Array.from(matrix), inverseRoot, w, projections[b].coords.subarray(m * d * k, (m + 1) * d * k), k, this.o.gemm)
         for (let a = 0; a < this.s; a++) {
           if (a === b) continue
@@ -367,9 +386,9 @@ class ScreenedFamily {
 
   /**
    * Prove every flag. A flag is decided when the excess interval lies on one side of the threshold (the same
-   * universality() the universal stage runs, so both decide alike). Each round refines, for every undecided
-   * neuron, its widest other seed, and only the layers whose hi reaches that seed's best lo (the others cannot
-   * hold the max). Returns the count undecided before the first round.
+   * universality() the universal stage runs, so both decide alike). The first round refines, for every undecided
+   * neuron, its widest other seed; a second round all its other open seeds; each only in the layers whose hi
+   * reaches that seed's best lo (the others cannot hold the max). Returns the neurons undecided at first.
    */
   private async refine(maxima: { rows: Maxima; cols: Maxima }[], intervals: Map<string, { lo: Float64Array[]; hi: Float64Array[] }>): Promise<number> {
     let first = -1
@@ -383,18 +402,21 @@ class ScreenedFamily {
         const high = universality(others.map((_, e) => ({ maxCorr: corr[e], baseline: bounds[e].hi })), { threshold: this.o.threshold })
         for (let i = 0; i < this.n[a]; i++) {
           if (high.isUniversal[i] || !low.isUniversal[i]) continue // proven yes, or proven no
-          let widest = -1, width = -1
-          others.forEach((b, e) => {
-            const w = bounds[e].hi[i] - bounds[e].lo[i]
-            if (w > 0 && w > width) [widest, width] = [e, w]
-          })
-          if (widest < 0) throw new Error(`screen: neuron ${i} of seed ${a} stays undecided with every baseline exact`)
-          const b = others[widest], { lo } = intervals.get(`${a}:${b}`)!, { hi } = intervals.get(`${a}:${b}`)!
-          const layers = lo.map((_, m) => m).filter((m) => hi[m][i] >= bounds[widest].lo[i])
-          requests.push({ a, i, b, layers })
+          const open = others.map((_, e) => e).filter((e) => bounds[e].hi[i] > bounds[e].lo[i])
+          if (!open.length) throw new Error(`screen: neuron ${i} of seed ${a} stays undecided with every baseline exact`)
+          // First round: the widest seed only, which settles most flags. Later rounds: every open seed, so that a
+          // refinement never needs more than two more passes over the shards.
+          const chosen = (this.state.rounds ?? 0) === 0
+            ? [open.reduce((w, e) => (bounds[e].hi[i] - bounds[e].lo[i] > bounds[w].hi[i] - bounds[w].lo[i] ? e : w))]
+            : open
+          for (const e of chosen) {
+            const b = others[e], { lo, hi } = intervals.get(`${a}:${b}`)!
+            const layers = lo.map((_, m) => m).filter((m) => hi[m][i] >= bounds[e].lo[i])
+            requests.push({ a, i, b, layers })
+          }
         }
       }
-      if (first < 0) first = requests.length
+      if (first < 0) first = new Set(requests.map((r) => `${r.a}:${r.i}`)).size
       if (!requests.length) break
       const exact = await this.refinePass(requests)
       requests.forEach((r, e) => (this.refined(r.a, r.b)[r.i] = exact[e]))
@@ -418,17 +440,14 @@ class ScreenedFamily {
         groups.get(key)!.anchors.push({ request, a: r.a, i: r.i })
       }
     })
-    await this.forEachShard(async (_shard, t, chunks) => {
+    await this.forEachShard(async (t, chunks) => {
       for (const g of groups.values()) {
         const d = this.source.layouts[g.b].dMlp
         const anchors = new Float32Array(g.anchors.length * t)
-        for (const [slot, { a, i }] of g.anchors.entries()) {
-          const z = (await chunks.get(a)).values, scale = 1 / Math.sqrt(this.norms2(a)[i])
-          for (let x = 0; x < t; x++) anchors[slot * t + x] = z[i * t + x] * scale
-        }
-        const zb = (await chunks.get(g.b)).values
+        for (const [slot, { a, i }] of g.anchors.entries()) anchors.set((await chunks.get(a)).values.subarray(i * t, (i + 1) * t), slot * t)
+        const yb = (await chunks.get(g.b)).values
         const product = new Float32Array(g.anchors.length * d)
-        this.o.gemm(anchors, zb.subarray(g.m * d * t, (g.m + 1) * d * t), g.anchors.length, d, t, product)
+        this.o.gemm(anchors, yb.subarray(g.m * d * t, (g.m + 1) * d * t), g.anchors.length, d, t, product)
         g.cross ??= new Float64Array(g.anchors.length * d)
         kernels.addFloat32Into(g.cross, product)
       }
@@ -437,13 +456,15 @@ class ScreenedFamily {
     for (const g of groups.values()) {
       const d = this.source.layouts[g.b].dMlp
       const { matrix, inverseRoot } = this.o.rotated[g.b].directions(g.m)
-      const { scatter } = this.o.within[g.b].neuronMoments(g.m)
-      // E = c·(R·diag(√C))ᵀ: n·cov of each anchor with each rotated direction over its norm, as the full
-      // computation's D·Rᵀ, then scaled by 1/σ.
-      const scaled = new Float32Array(d * d)
-      for (let k = 0; k < d; k++) for (let j = 0; j < d; j++) scaled[k * d + j] = matrix[k * d + j] * Math.sqrt(scatter[j])
+      // c = u_a·y_j for each anchor and neuron j of the layer; then E = c·Rᵀ is n·cov(anchor, rotated direction k)
+      // over the anchor's norm, as the full computation's D·Rᵀ, and E·(1/σ_k) the correlation.
+      const c = new Float32Array(g.anchors.length * d)
+      g.anchors.forEach(({ a, i }, slot) => {
+        const inv = 1 / Math.sqrt(this.norms2(a)[i])
+        for (let j = 0; j < d; j++) c[slot * d + j] = g.cross![slot * d + j] * inv
+      })
       const e = new Float32Array(g.anchors.length * d)
-      this.o.gemm(Float32Array.from(g.cross!), scaled, g.anchors.length, d, d, e)
+      this.o.gemm(c, Float32Array.from(matrix), g.anchors.length, d, d, e)
       g.anchors.forEach(({ request }, slot) => {
         for (let k = 0; k < d; k++) {
           const v = e[slot * d + k] * inverseRoot[k]
@@ -472,77 +493,52 @@ interface Request {
   layers: number[]
 }
 
-/** dots[e] += Σ_t za[i, t]·zb[j, t] for every candidate e = (i, j). */
-export function sparseDots(za: Float32Array, zb: Float32Array, tokens: number, c: Candidates, dots: Float64Array): void {
-  const rows = c.rowStart.length - 1
-  for (let i = 0; i < rows; i++) {
-    const ai = i * tokens
-    for (let e = c.rowStart[i]; e < c.rowStart[i + 1]; e++) {
-      const bj = c.cols[e] * tokens
-      let sum = 0
-      for (let t = 0; t < tokens; t++) sum += za[ai + t] * zb[bj + t]
-      dots[e] += sum
-    }
-  }
-}
-
-/** A seed's standardisation: z = float32(x − mean)·(1/√(n·Var)), 0 for a dead neuron. */
-class Standardiser {
+/** A seed's centring: y = float32(x − mean) with the stats stage's means; live = nonzero variance. */
+class Centring {
   readonly mean: Float64Array
-  readonly scale: Float64Array
   readonly live: Uint8Array
 
   constructor(within: WithinLayerMoments, layout: SeedLayout) {
     const n = layout.nLayers * layout.dMlp
     this.mean = new Float64Array(n)
-    this.scale = new Float64Array(n)
     this.live = new Uint8Array(n)
     for (let m = 0; m < layout.nLayers; m++) {
       const { mean, scatter } = within.neuronMoments(m)
       this.mean.set(mean, m * layout.dMlp)
-      scatter.forEach((c, j) => {
-        if (c > 0) {
-          this.scale[m * layout.dMlp + j] = 1 / Math.sqrt(c)
-          this.live[m * layout.dMlp + j] = 1
-        }
-      })
+      scatter.forEach((c, j) => (this.live[m * layout.dMlp + j] = c > 0 ? 1 : 0))
     }
   }
 
-  apply(rows: ChunkRows, tokens: number): { values: Float32Array; norms2: Float64Array } {
+  /** The centred rows and each row's Σ y² (float64, over the rounded values). */
+  apply(rows: ChunkRows, tokens: number): Chunk {
     const n = this.mean.length
     const values = new Float32Array(n * tokens)
-    shiftChunk(rows, n, tokens, this.mean, values, 'the seed', 0)
-    const norms2 = new Float64Array(n)
-    for (let i = 0; i < n; i++) {
-      const scale = this.scale[i]
-      let sum = 0
-      for (let t = i * tokens; t < (i + 1) * tokens; t++) {
-        const v = (values[t] = values[t] * scale)
-        sum += v * v
-      }
-      norms2[i] = sum
-    }
-    return { values, norms2 }
+    const { sumSq } = shiftChunk(rows, n, tokens, this.mean, values, 'the seed', 0)
+    return { values, norms2: sumSq }
   }
 }
 
-/** One shard's standardised chunks, read on demand; as many seeds kept as the memory budget allows (≥ 2). */
+interface Chunk {
+  values: Float32Array  // [neurons, tokens] centred
+  norms2: Float64Array  // [neurons] Σ y²
+}
+
+/** One shard's centred chunks, read on demand; as many seeds kept as the memory budget allows (≥ 2). */
 class ShardChunks {
-  private readonly kept = new Map<number, Promise<{ values: Float32Array; norms2: Float64Array }>>()
+  private readonly kept = new Map<number, Promise<Chunk>>()
   private readonly capacity: number
 
-  constructor(private readonly source: ScreenSource, private readonly standard: Standardiser[], private readonly shard: number, private readonly tokens: number, memoryBytes: number) {
+  constructor(private readonly source: ScreenSource, private readonly centring: Centring[], private readonly shard: number, private readonly tokens: number, memoryBytes: number) {
     const largest = Math.max(...source.layouts.map((l) => l.nLayers * l.dMlp)) * tokens * 4
     this.capacity = Math.max(2, Math.floor(memoryBytes / largest))
   }
 
-  get(seed: number): Promise<{ values: Float32Array; norms2: Float64Array }> {
+  get(seed: number): Promise<Chunk> {
     let chunk = this.kept.get(seed)
     if (chunk) {
       this.kept.delete(seed) // most recently used last
     } else {
-      chunk = this.source.read(seed, this.shard).then((rows) => this.standard[seed].apply(rows, this.tokens))
+      chunk = this.source.read(seed, this.shard).then((rows) => this.centring[seed].apply(rows, this.tokens))
       if (this.kept.size >= this.capacity) this.kept.delete(this.kept.keys().next().value!)
     }
     this.kept.set(seed, chunk)
