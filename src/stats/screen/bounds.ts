@@ -29,19 +29,12 @@ const BLOCK_VALUES = 1 << 24
 export function screenPartners(a: Projection, b: Projection, gemm: Gemm, margin: number): Candidates {
   const nA = a.rho.length, nB = b.rho.length
   const rowLower = new Float64Array(nA).fill(-Infinity), colLower = new Float64Array(nB).fill(-Infinity)
-  const sweep = (visit: (i: number, j: number, approx: number, slack: number) => void) => {
-    const rows = Math.max(1, Math.min(nA, Math.floor(BLOCK_VALUES / nB)))
-    const block = new Float32Array(rows * nB)
-    for (let i0 = 0; i0 < nA; i0 += rows) {
-      const count = Math.min(rows, nA - i0)
-      gemm(a.coords.subarray(i0 * a.k, (i0 + count) * a.k), b.coords, count, nB, a.k, block)
-      for (let i = 0; i < count; i++) {
-        if (!a.live[i0 + i]) continue
-        const rhoA = a.rho[i0 + i]
-        for (let j = 0; j < nB; j++) if (b.live[j]) visit(i0 + i, j, block[i * nB + j], rhoA * b.rho[j] + margin)
-      }
-    }
-  }
+  const sweep = (visit: (i: number, j: number, approx: number, slack: number) => void) =>
+    forEachProductRow(a, b.coords, nB, gemm, (i, row) => {
+      if (!a.live[i]) return
+      const rhoA = a.rho[i]
+      for (let j = 0; j < nB; j++) if (b.live[j]) visit(i, j, row[j], rhoA * b.rho[j] + margin)
+    })
   sweep((i, j, approx, slack) => {
     const lower = approx - slack
     if (lower > rowLower[i]) rowLower[i] = lower
@@ -81,31 +74,36 @@ export interface RotatedFrame {
  * `margin` widens both ends for rounding.
  */
 export function baselineInterval(anchor: Projection, frame: RotatedFrame, gemm: Gemm, margin: number, lo: Float64Array, hi: Float64Array): void {
-  const n = anchor.rho.length, d = frame.invSigma.length
-  const rows = Math.max(1, Math.min(n, Math.floor(BLOCK_VALUES / d)))
-  const block = new Float32Array(rows * d)
+  const d = frame.invSigma.length
+  forEachProductRow(anchor, frame.t, d, gemm, (g, row) => {
+    if (!anchor.live[g]) {
+      lo[g] = hi[g] = NaN
+      return
+    }
+    const rho = anchor.rho[g]
+    let best = -Infinity, bestHi = -Infinity
+    for (let k = 0; k < d; k++) {
+      const inv = frame.invSigma[k]
+      if (inv !== inv) continue
+      const top = row[k], spread = frame.slack[k] * rho
+      const l = (top - spread) * inv, h = (top + spread) * inv
+      if (l > best) best = l
+      if (h > bestHi) bestHi = h
+    }
+    lo[g] = best - margin
+    hi[g] = bestHi + margin
+  })
+}
+
+/** Row i of the product p·otherᵀ (`width` columns) for each neuron i of p, computed a block of rows at a time. */
+function forEachProductRow(p: Projection, other: Float32Array, width: number, gemm: Gemm, visit: (i: number, row: Float32Array) => void): void {
+  const n = p.rho.length
+  const rows = Math.max(1, Math.min(n, Math.floor(BLOCK_VALUES / width)))
+  const block = new Float32Array(rows * width)
   for (let i0 = 0; i0 < n; i0 += rows) {
     const count = Math.min(rows, n - i0)
-    gemm(anchor.coords.subarray(i0 * anchor.k, (i0 + count) * anchor.k), frame.t, count, d, anchor.k, block)
-    for (let i = 0; i < count; i++) {
-      const g = i0 + i
-      if (!anchor.live[g]) {
-        lo[g] = hi[g] = NaN
-        continue
-      }
-      const rho = anchor.rho[g]
-      let best = -Infinity, bestHi = -Infinity
-      for (let k = 0; k < d; k++) {
-        const inv = frame.invSigma[k]
-        if (inv !== inv) continue
-        const top = block[i * d + k], spread = frame.slack[k] * rho
-        const l = (top - spread) * inv, h = (top + spread) * inv
-        if (l > best) best = l
-        if (h > bestHi) bestHi = h
-      }
-      lo[g] = best - margin
-      hi[g] = bestHi + margin
-    }
+    gemm(p.coords.subarray(i0 * p.k, (i0 + count) * p.k), other, count, width, p.k, block)
+    for (let i = 0; i < count; i++) visit(i0 + i, block.subarray(i * width, (i + 1) * width))
   }
 }
 
