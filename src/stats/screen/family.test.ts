@@ -176,6 +176,7 @@ describe('screened correlate', () => {
     for (const resume of states) {
       const again = await screenFamily(source, options(THRESHOLD, { resume: structuredClone(resume) }))
       expect(again.pairs).toEqual(full.pairs)
+      expect(again.report).toEqual(full.report)
     }
   })
 })

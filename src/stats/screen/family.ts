@@ -53,6 +53,7 @@ export interface ScreenState {
   dots?: Float64Array[]       // per pair, per candidate: Σ z_a z_b
   refined?: Float64Array[]    // per ordered (anchor a, other b): the exact baseline where refined, else NaN
   rounds?: number             // refinement rounds done
+  undecided?: number          // neurons whose flag the intervals left open, before the first round
   refinedLayers?: number      // (anchor, layer) rows computed exactly, over the rounds
   refinementFlops?: number
 }
@@ -205,7 +206,7 @@ class ScreenedFamily {
 
   // ── passes over the activations ───────────────────────────────────────────────────────────────────────────
 
-  /** Pass 1, over the first shards: Σ Y Yᵀ of the basis neurons' rows. */
+  /** Pass 1, over the first shards: Σ Y Yᵀ of the principal directions' rows. */
   private async gramPass(): Promise<Float64Array> {
     const gram = new Float64Array(this.k0 * this.k0)
     const product = new Float32Array(this.k0 * this.k0)
@@ -391,7 +392,6 @@ class ScreenedFamily {
    * reaches that seed's best lo (the others cannot hold the max). Returns the neurons undecided at first.
    */
   private async refine(maxima: { rows: Maxima; cols: Maxima }[], intervals: Map<string, { lo: Float64Array[]; hi: Float64Array[] }>): Promise<number> {
-    let first = -1
     for (;;) {
       const requests: Request[] = []
       for (let a = 0; a < this.s; a++) {
@@ -416,7 +416,7 @@ class ScreenedFamily {
           }
         }
       }
-      if (first < 0) first = new Set(requests.map((r) => `${r.a}:${r.i}`)).size
+      this.state.undecided ??= new Set(requests.map((r) => `${r.a}:${r.i}`)).size // kept, so a resumed run reports it too
       if (!requests.length) break
       const exact = await this.refinePass(requests)
       requests.forEach((r, e) => (this.refined(r.a, r.b)[r.i] = exact[e]))
@@ -426,7 +426,7 @@ class ScreenedFamily {
       this.state.rounds = (this.state.rounds ?? 0) + 1
       this.o.checkpoint?.(this.state)
     }
-    return first
+    return this.state.undecided ?? 0
   }
 
   /** Pass 4: for each request, the exact baseline: max over its layers of max_k corr(u_a, b̃_k). */
