@@ -6,7 +6,7 @@ import { writeTable, type ColumnSpec } from '../io/tables.js'
 import type { Stage, Unit } from '../runner/stage.js'
 import { type Universality, universality } from '../stats/universality.js'
 import { pairPath } from './correlate/index.js'
-import { readPairSide, type PairSide } from './correlate/pair-table.js'
+import { exactWhereEqual, readPairSide, type PairSide } from './correlate/pair-table.js'
 import { planUniversal } from './stage-plans.js'
 
 interface SeedUnit extends Unit {
@@ -68,13 +68,12 @@ function boundedUniversality(sides: PairSide[], threshold: number, seed: string)
   if (open >= 0) {
     throw new Error(`universal ${seed}: neuron ${open}'s baseline interval straddles the threshold ${threshold}; the pair tables were screened at another threshold, rerun correlate`)
   }
-  const exactOr = (lo: Float64Array, hi: Float64Array) => lo.map((v, i) => (v === hi[i] ? v : NaN))
   return {
     ...high,
-    maxBaseline: exactOr(low.maxBaseline, high.maxBaseline),
-    meanBaseline: exactOr(low.meanBaseline, high.meanBaseline),
-    minBaseline: exactOr(low.minBaseline, high.minBaseline),
-    excessCorr: exactOr(low.excessCorr, high.excessCorr),
+    maxBaseline: exactWhereEqual(low.maxBaseline, high.maxBaseline),
+    meanBaseline: exactWhereEqual(low.meanBaseline, high.meanBaseline),
+    minBaseline: exactWhereEqual(low.minBaseline, high.minBaseline),
+    excessCorr: exactWhereEqual(low.excessCorr, high.excessCorr),
     bounds: { meanBaselineLo: low.meanBaseline, meanBaselineHi: high.meanBaseline },
   }
 }

@@ -63,12 +63,7 @@ export const correlate: Stage<CorrelateUnit, CorrelateParams> = {
     const done = new Set(upstream.units('extract').map((u) => u.id))
     if (cfg.correlate.mode === 'screened') {
       const seeds = cfg.seeds.map((s) => s.name)
-      const shards = [...done]
-        .filter((id) => id.startsWith(`${seeds[0]}/`))
-        .map((id) => id.slice(seeds[0].length + 1))
-        .filter((shard) => seeds.every((seed) => done.has(`${seed}/${shard}`)))
-        .map((shard) => Number(shard.split('shard-')[1]))
-        .sort((x, y) => x - y)
+      const shards = commonShards(done, seeds)
       return shards.length ? [{ id: SCREENED_UNIT, mode: 'screened', seeds, shards, checkpointing: checkpointing(cfg) }] : []
     }
     const streamed = cfg.extract.mode === 'streamed'
@@ -82,10 +77,7 @@ export const correlate: Stage<CorrelateUnit, CorrelateParams> = {
           if (streamDone) units.push({ ...base, mode: 'streamed', ...(blocks ? { blocks } : {}) })
           continue
         }
-        const shards = [...done]
-          .filter((id) => id.startsWith(`${a.name}/`) && done.has(`${b.name}/${id.slice(a.name.length + 1)}`))
-          .map((id) => Number(id.split('shard-')[1]))
-          .sort((x, y) => x - y)
+        const shards = commonShards(done, [a.name, b.name])
         if (shards.length) units.push({ ...base, mode: 'stored', shards })
       }
     })
@@ -93,15 +85,22 @@ export const correlate: Stage<CorrelateUnit, CorrelateParams> = {
   },
   outputs: (u) => (u.mode === 'screened' ? [...seedPairs(u.seeds).map((p) => pairPath(p.a, p.b)), screenReportPath] : [pairPath(u.a, u.b)]),
   inputs: (u) => {
-    if (u.mode === 'screened') {
-      return { units: [...u.seeds.flatMap((seed) => u.shards.map((s) => ({ stage: 'extract', unit: `${seed}/${shardName(s)}` }))), ...u.seeds.map((seed) => ({ stage: 'stats', unit: seed }))] }
-    }
-    const within = [u.a, u.b].map((seed) => ({ stage: 'stats', unit: seed }))
-    return u.mode === 'streamed'
-      ? { units: [...(u.blocks?.map(streamUnitId) ?? [streamUnitId()]).map((unit) => ({ stage: 'extract', unit })), ...within] }
-      : { units: [...[u.a, u.b].flatMap((seed) => u.shards.map((s) => ({ stage: 'extract', unit: `${seed}/${shardName(s)}` }))), ...within] }
+    const seeds = u.mode === 'screened' ? u.seeds : [u.a, u.b]
+    const within = seeds.map((seed) => ({ stage: 'stats', unit: seed }))
+    const activations = u.mode === 'streamed'
+      ? (u.blocks?.map(streamUnitId) ?? [streamUnitId()]).map((unit) => ({ stage: 'extract', unit }))
+      : seeds.flatMap((seed) => u.shards.map((s) => ({ stage: 'extract', unit: `${seed}/${shardName(s)}` })))
+    return { units: [...activations, ...within] }
   },
   run: (u, ctx) => (u.mode === 'screened' ? correlateScreened(u, ctx) : u.mode === 'streamed' ? finishStreamedPair(u, ctx) : correlatePair(u, ctx)),
   plan: planCorrelate,
 }
 
+/** The extract shards every one of `seeds` has finished (done holds `<seed>/shard-NNNN` ids), in order. */
+function commonShards(done: ReadonlySet<string>, seeds: readonly string[]): number[] {
+  const [first] = seeds
+  return [...done]
+    .filter((id) => id.startsWith(`${first}/`) && seeds.every((seed) => done.has(`${seed}/${id.slice(first.length + 1)}`)))
+    .map((id) => Number(id.split('shard-')[1]))
+    .sort((x, y) => x - y)
+}

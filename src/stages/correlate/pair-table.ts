@@ -24,6 +24,11 @@ export interface PairBaseline {
   interval?: { lo: Float64Array; hi: Float64Array }
 }
 
+/** Where an interval has collapsed (lo = hi), its value; NaN where it is open (or NaN). */
+export function exactWhereEqual(lo: Float64Array, hi: Float64Array): Float64Array {
+  return lo.map((v, i) => (v === hi[i] ? v : NaN))
+}
+
 export function writePairTable(path: string, u: { a: string; b: string }, r: PairTableData): void {
   const sides = [
     { seed: u.a, other: u.b, layout: r.layoutA, otherLayout: r.layoutB, maxima: r.maxima.rows, baseline: r.baselineA },

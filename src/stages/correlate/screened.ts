@@ -11,6 +11,7 @@ import { fullFlops, screenFamily, screeningOverheadFlops, type ScreenReport, typ
 import { activationPath } from '../extract/index.js'
 import { type CorrelateParams, type FamilyUnit, pairName, screenReportPath, seedPairs } from './index.js'
 import { checkAligned, correlatePair, rotationRecord, seedWithin } from './pair.js'
+import { exactWhereEqual } from './pair-table.js'
 import { writePairOutput } from './pair-output.js'
 import { rotatedLayers, rotationKind } from './pair-sums.js'
 
@@ -24,9 +25,6 @@ export async function correlateScreened(u: FamilyUnit, ctx: StageContext<Correla
   const infos: ShardInfo[][] = await Promise.all(u.seeds.map((seed) => Promise.all(u.shards.map((shard) => readActivationShardInfo(shardPath(seed, shard))))))
   u.seeds.slice(1).forEach((seed, s) => infos[s + 1].forEach((info, k) => checkAligned(infos[0][k], info, u.id, [u.seeds[0], seed], u.shards[k])))
   const layouts = infos.map(([first]) => ({ nLayers: first.nLayers, dMlp: first.dMlp }))
-  const within = u.seeds.map((seed) => seedWithin(ctx, seed, gemm))
-  const kind = rotationKind(params.baseline.kind)
-  const rotated = within.map((w, s) => rotatedLayers(w, kind, params.baseline.seed, u.seeds[s], gemm))
   const shardTokens = infos[0].map((info) => info.tokens)
   const tokens = shardTokens.reduce((sum, t) => sum + t, 0)
 
@@ -39,6 +37,9 @@ export async function correlateScreened(u: FamilyUnit, ctx: StageContext<Correla
     return
   }
 
+  const within = u.seeds.map((seed) => seedWithin(ctx, seed, gemm))
+  const kind = rotationKind(params.baseline.kind)
+  const rotated = within.map((w, s) => rotatedLayers(w, kind, params.baseline.seed, u.seeds[s], gemm))
   const checkpointPath = ctx.partialPath('screen.safetensors')
   const resume = readStateFile<ScreenState>(checkpointPath)
   if (resume) ctx.log(`resuming from a checkpoint (${Object.keys(resume).join(', ')} done)`)
@@ -66,14 +67,15 @@ export async function correlateScreened(u: FamilyUnit, ctx: StageContext<Correla
   )
   for (const p of pairs) {
     const [a, b] = [u.seeds[p.a], u.seeds[p.b]]
-    const exact = ({ lo, hi }: { lo: Float64Array; hi: Float64Array }) => ({ value: lo.map((v, i) => (v === hi[i] ? v : NaN)), interval: { lo, hi } })
+    const exact = ({ lo, hi }: { lo: Float64Array; hi: Float64Array }) => ({ value: exactWhereEqual(lo, hi), interval: { lo, hi } })
     writePairOutput(ctx, { id: u.id, a, b }, {
       layoutA: layouts[p.a], layoutB: layouts[p.b], tokens, rotation: rotationRecord({ a, b }, params),
       maxima: { rows: p.rows, cols: p.cols }, baselineA: exact(p.baselineA), baselineB: exact(p.baselineB),
     })
   }
-  await ctx.writeFile(screenReportPath, `${JSON.stringify(reportJson(report), null, 2)}\n`)
-  ctx.log(describe(report))
+  const summary = reportJson(report)
+  await ctx.writeFile(screenReportPath, `${JSON.stringify(summary, null, 2)}\n`)
+  ctx.log(describe(summary))
 }
 
 /** Every pair as the full mode computes it, each with its own checkpoint; the tables are the full mode's. */
@@ -99,8 +101,7 @@ function reportJson(r: ScreenReport) {
 }
 
 /** One line: how much the screen saved and what it had to compute exactly. */
-function describe(r: ScreenReport): string {
-  const { totalFlops, fewerFlopsThanFull } = reportJson(r)
-  return `screened: ${(totalFlops / 1e12).toFixed(3)} TFLOP, ${fewerFlopsThanFull.toFixed(1)}× fewer than the full computation; ` +
+function describe(r: ReturnType<typeof reportJson>): string {
+  return `screened: ${(r.totalFlops / 1e12).toFixed(3)} TFLOP, ${r.fewerFlopsThanFull.toFixed(1)}× fewer than the full computation; ` +
     `${r.candidatesPerNeuron.toFixed(1)} candidate partners per neuron per pair, ${r.undecided} flags refined exactly (${r.refinedLayers} layer baselines, ${r.rounds} rounds)`
 }

@@ -50,7 +50,7 @@ export interface ScreenState {
   gram?: Float64Array
   projections?: { sums: Float64Array[]; norms2: Float64Array[]; basisGram: Float64Array }  // norms2: Σ y²
   candidates?: Candidates[]   // per pair (a < b, in order)
-  dots?: Float64Array[]       // per pair, per candidate: Σ z_a z_b
+  dots?: Float64Array[]       // per pair, per candidate: Σ y_a y_b
   refined?: Float64Array[]    // per ordered (anchor a, other b): the exact baseline where refined, else NaN
   rounds?: number             // refinement rounds done
   undecided?: number          // neurons whose flag the intervals left open, before the first round
@@ -241,7 +241,7 @@ class ScreenedFamily {
     return { sums, norms2, basisGram }
   }
 
-  /** Pass 3: Σ z_a z_b for every candidate pair. */
+  /** Pass 3: Σ y_a y_b (centred rows) for every candidate pair. */
   private async dotsPass(candidates: Candidates[]): Promise<Float64Array[]> {
     const dots = candidates.map((c) => new Float64Array(c.cols.length))
     await this.forEachShard(async (t, chunks) => {
@@ -283,7 +283,7 @@ class ScreenedFamily {
 
   // ── between passes ────────────────────────────────────────────────────────────────────────────────────────
 
-  /** Coordinates in an exactly orthonormal basis of Q's span (H^{-1/2}·p), of each unit vector u = z/|z|. */
+  /** Coordinates in an exactly orthonormal basis of Q's span (H^{-1/2}·p), of each unit vector u = y/|y|. */
   private projections(sums: NonNullable<ScreenState['projections']>, k: number): Projection[] {
     const root = inverseSquareRoot(sums.basisGram, k)
     return sums.sums.map((p, s) => {
