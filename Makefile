@@ -13,6 +13,7 @@ install: node_modules/.package-lock.json
 
 build: install native
 	npx tsc -p tsconfig.json
+	chmod +x dist/cli.js # run through its #! line, which tunes the allocator (src/cli.ts)
 
 # Native addons: the OpenBLAS GEMM for the correlate stage (native/sgemm/README.md) and the per-element
 # statistics kernels (native/kernels/README.md). Without libopenblas-dev or a C compiler each prints one line
@@ -29,9 +30,9 @@ test: build
 	npx vitest run
 
 demo: build
-	node dist/cli.js run --config pipeline.config.yaml
+	dist/cli.js run --config pipeline.config.yaml
 	@echo
-	node dist/cli.js summary --config pipeline.config.yaml
+	dist/cli.js summary --config pipeline.config.yaml
 
 # Benchmarks (bench/README.md), one after another: each prints its numbers and its ratios against a peer measured
 # in the same run (the machine is shared, so absolute numbers drift). A benchmark that fails does not stop the

@@ -1,6 +1,12 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S GLIBC_TUNABLES=glibc.malloc.hugetlb=1:glibc.malloc.mmap_threshold=268435456:glibc.malloc.trim_threshold=4294967296:${GLIBC_TUNABLES} node
 // seedscope's command line: each command maps its flags onto one library call. Errors are caught once, here:
 // a UserError prints as one line (exit 1); anything else is a bug and keeps its stack (exit 2).
+//
+// The #! line sets glibc's allocator before Node starts (it cannot be changed later): onnxruntime-node returns
+// every output in a fresh buffer (~300 MB per GPT-2-small batch), and by default each came from fresh pages the
+// kernel had to zero and fault in. Kept on the heap (buffers up to 256 MiB, no trimming below 4 GiB) and on
+// transparent huge pages, the extract stage ran 13% faster (bench/README.md, session 7). A user's own
+// GLIBC_TUNABLES come last, so they win; other C libraries ignore the variable.
 import yargs from 'yargs'
 import { hideBin } from 'yargs/helpers'
 import { UserError } from './errors.js'

@@ -1,9 +1,10 @@
-// Runs `seedscope run --stages …` the way a user does (node dist/cli.js in the project's directory) and measures
-// the whole process: wall seconds, CPU seconds (all threads: the model workers, onnxruntime's pools, OpenBLAS),
-// and its peak resident memory (the RSS high-water mark). GNU time reports the last two when it is installed;
-// otherwise /proc/<pid> is polled, which can miss the last 50 ms before the process exits.
+// Runs `seedscope run --stages …` the way a user does (dist/cli.js through its #! line, which tunes glibc's
+// allocator, in the project's directory) and measures the whole process: wall seconds, CPU seconds (all threads:
+// the model workers, onnxruntime's pools, OpenBLAS), and its peak resident memory (the RSS high-water mark). GNU
+// time reports the last two when it is installed; otherwise /proc/<pid> is polled, which can miss the last 50 ms
+// before the process exits.
 import { spawn } from 'node:child_process'
-import { existsSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs'
+import { chmodSync, existsSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs'
 import { join, relative } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
@@ -20,10 +21,11 @@ export interface CliRun {
 
 /** `seedscope run --stages <stages> [--force]` in `project` (its pipeline.config.yaml). Throws on a non-zero exit. */
 export async function runStages(project: string, stages: string, options: { force?: boolean } = {}): Promise<CliRun> {
-  const args = [CLI, 'run', '--stages', stages, ...(options.force ? ['--force'] : [])]
+  const args = ['run', '--stages', stages, ...(options.force ? ['--force'] : [])]
   const timeFile = join(project, '.gnu-time.txt')
   const viaTime = existsSync(GNU_TIME)
-  const [command, argv] = viaTime ? [GNU_TIME, ['-v', '-o', timeFile, process.execPath, ...args]] : [process.execPath, args]
+  chmodSync(CLI, 0o755) // `make build` does this; a bare `npx tsc` does not
+  const [command, argv] = viaTime ? [GNU_TIME, ['-v', '-o', timeFile, CLI, ...args]] : [CLI, args]
   const start = performance.now()
   const child = spawn(command, argv, { cwd: project, stdio: ['ignore', 'pipe', 'pipe'] })
   let output = ''
