@@ -11,7 +11,7 @@ import {
   type ValueInfo,
 } from './onnx-proto.js'
 
-export const OPSET = 23 // Gelu(approximate) needs 20; LayerNormalization 17
+export const OPSET = 23 // Attention needs 23; Gelu(approximate) 20; LayerNormalization 17
 export const IR_VERSION = 10
 
 export const int = (value: number): AttributeValue => ({ kind: 'int', value })
