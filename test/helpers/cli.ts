@@ -14,6 +14,7 @@ export const cliPath = join(repo, 'dist', 'cli.js')
 const BUILD = `
   if [ -f dist/cli.js ] && [ "$(cat dist/.build-stamp 2>/dev/null)" = "$SOURCES" ]; then exit 0; fi
   npx tsc -p tsconfig.json; status=$?
+  chmod +x dist/cli.js
   printf %s "$SOURCES" > dist/.build-stamp
   exit $status`
 
