@@ -11,9 +11,9 @@ node_modules/.package-lock.json: package.json package-lock.json
 
 install: node_modules/.package-lock.json
 
+# package.json's build: tsc, then chmod +x dist/cli.js, which runs through its #! line (it tunes the allocator).
 build: install native
-	npx tsc -p tsconfig.json
-	chmod +x dist/cli.js # run through its #! line, which tunes the allocator (src/cli.ts)
+	npm run --silent build
 
 # Native addons: the OpenBLAS GEMM for the correlate stage (native/sgemm/README.md) and the per-element
 # statistics kernels (native/kernels/README.md). Without libopenblas-dev or a C compiler each prints one line
