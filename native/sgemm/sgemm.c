@@ -1,6 +1,7 @@
 // N-API binding of OpenBLAS cblas_sgemm for seedscope's correlation GEMM (SPEC §7): out = A·Bᵀ with both
-// operands [rows, k] row-major, the contract of `Gemm` in src/stats/gemm.ts. The Float32Arrays are used in
-// place (no copies); shapes are checked here so a bad call throws a JS error instead of reading out of bounds.
+// operands [rows, k] row-major, the contract of `Gemm` in src/stats/gemm.ts, and out = A·B (`GemmNN`). The
+// Float32Arrays are used in place (no copies); shapes are checked here so a bad call throws a JS error instead
+// of reading out of bounds.
 #include <cblas.h>
 #include <node_api.h>
 #include <stdint.h>
@@ -49,57 +50,79 @@ static int overlaps(const float* x, size_t nx, const float* y, size_t ny) {
   return nx > 0 && ny > 0 && x < y + ny && y < x + nx;
 }
 
-// sgemm(a, b, m, n, k, out): out[i·n + j] = Σ_p a[i·k + p]·b[j·k + p]; overwrites out. Arrays may be longer than
-// the shape needs (only the leading elements are used), as with the JS fallback. When a and b are the same memory
-// and m = n, the product is computed as a symmetric rank-k update (SYRK).
-static napi_value Sgemm(napi_env env, napi_callback_info info) {
+// The six arguments (a, b, m, n, k, out) of both products, checked: Float32Arrays long enough for the shape
+// (longer is fine: only the leading elements are used, as with the JS fallback) and out apart from a and b.
+// False, with a JS error thrown, otherwise.
+typedef struct {
+  float *a, *b, *out;
+  int64_t m, n, k;
+} GemmArgs;
+
+static int gemm_args(napi_env env, napi_callback_info info, const char* name, GemmArgs* g) {
   size_t argc = 6;
   napi_value argv[6];
-  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc != 6) {
-    napi_throw_type_error(env, NULL, "sgemm: expected 6 arguments (a, b, m, n, k, out)");
-    return NULL;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc != 6) {
+    char message[96];
+    snprintf(message, sizeof message, "%s: expected 6 arguments (a, b, m, n, k, out)", name);
+    napi_throw_type_error(env, NULL, message);
+    return 0;
   }
-  float *a, *b, *out;
   size_t a_len, b_len, out_len;
-  int64_t m, n, k;
-  if (!float32_arg(env, argv[0], "a", &a, &a_len) || !float32_arg(env, argv[1], "b", &b, &b_len) ||
-      !dim_arg(env, argv[2], "m", &m) || !dim_arg(env, argv[3], "n", &n) || !dim_arg(env, argv[4], "k", &k) ||
-      !float32_arg(env, argv[5], "out", &out, &out_len)) {
-    return NULL;
+  if (!float32_arg(env, argv[0], "a", &g->a, &a_len) || !float32_arg(env, argv[1], "b", &g->b, &b_len) ||
+      !dim_arg(env, argv[2], "m", &g->m) || !dim_arg(env, argv[3], "n", &g->n) || !dim_arg(env, argv[4], "k", &g->k) ||
+      !float32_arg(env, argv[5], "out", &g->out, &out_len)) {
+    return 0;
   }
+  int64_t m = g->m, n = g->n, k = g->k;
   if ((uint64_t)a_len < (uint64_t)(m * k) || (uint64_t)b_len < (uint64_t)(n * k) || (uint64_t)out_len < (uint64_t)(m * n)) {
     char message[256];
     snprintf(message, sizeof message,
-             "gemm: operands too short for m=%lld n=%lld k=%lld: a has %zu (need %lld), b has %zu (need %lld), "
+             "%s: operands too short for m=%lld n=%lld k=%lld: a has %zu (need %lld), b has %zu (need %lld), "
              "out has %zu (need %lld)",
-             (long long)m, (long long)n, (long long)k, a_len, (long long)(m * k), b_len, (long long)(n * k), out_len,
+             name, (long long)m, (long long)n, (long long)k, a_len, (long long)(m * k), b_len, (long long)(n * k), out_len,
              (long long)(m * n));
     napi_throw_range_error(env, NULL, message);
-    return NULL;
+    return 0;
   }
   // BLAS leaves the result undefined when out aliases an operand; say so rather than return garbage.
-  if (overlaps(out, (size_t)(m * n), a, (size_t)(m * k)) || overlaps(out, (size_t)(m * n), b, (size_t)(n * k))) {
-    napi_throw_error(env, NULL, "gemm: out overlaps a or b (they must be separate memory)");
-    return NULL;
+  if (overlaps(g->out, (size_t)(m * n), g->a, (size_t)(m * k)) || overlaps(g->out, (size_t)(m * n), g->b, (size_t)(n * k))) {
+    char message[96];
+    snprintf(message, sizeof message, "%s: out overlaps a or b (they must be separate memory)", name);
+    napi_throw_error(env, NULL, message);
+    return 0;
   }
-  if (m == 0 || n == 0) return NULL;
-  if (k == 0) {  // an empty sum; cblas would reject lda = 0
-    memset(out, 0, (size_t)(m * n) * sizeof(float));
-    return NULL;
-  }
-  if (a == b && m == n) {
+  if (m > 0 && n > 0 && k == 0) memset(g->out, 0, (size_t)(m * n) * sizeof(float));  // an empty sum; cblas rejects lda = 0
+  return m > 0 && n > 0 && k > 0 ? 1 : -1;  // -1: nothing left to compute
+}
+
+// sgemm(a, b, m, n, k, out): out[i·n + j] = Σ_p a[i·k + p]·b[j·k + p], b is [n, k]; overwrites out. When a and b
+// are the same memory and m = n, the product is computed as a symmetric rank-k update (SYRK).
+static napi_value Sgemm(napi_env env, napi_callback_info info) {
+  GemmArgs g;
+  if (gemm_args(env, info, "gemm", &g) != 1) return NULL;
+  int m = (int)g.m, n = (int)g.n, k = (int)g.k;
+  if (g.a == g.b && m == n) {
     // A·Aᵀ (a layer's within-layer sums) is symmetric: SYRK computes the upper triangle, half the FLOPs, and the
     // lower one is mirrored from it.
-    cblas_ssyrk(CblasRowMajor, CblasUpper, CblasNoTrans, (int)n, (int)k, 1.0f, a, (int)k, 0.0f, out, (int)n);
+    cblas_ssyrk(CblasRowMajor, CblasUpper, CblasNoTrans, n, k, 1.0f, g.a, k, 0.0f, g.out, n);
     for (int64_t i = 1; i < n; i++) {
-      for (int64_t j = 0; j < i; j++) out[i * n + j] = out[j * n + i];
+      for (int64_t j = 0; j < i; j++) g.out[i * n + j] = g.out[j * n + i];
     }
     return NULL;
   }
   // Row-major A [m, k] times (row-major B [n, k])ᵀ: lda = ldb = k, ldc = n.
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)n, (int)k, 1.0f, a, (int)k, b, (int)k, 0.0f, out,
-              (int)n);
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0f, g.a, k, g.b, k, 0.0f, g.out, n);
+  return NULL;
+}
+
+// sgemmNN(a, b, m, n, k, out): out[i·n + j] = Σ_p a[i·k + p]·b[p·n + j], b is [k, n]; overwrites out. The
+// screened correlate's projections contract over a chunk's neurons, which are its rows: this saves transposing
+// the chunk first.
+static napi_value SgemmNN(napi_env env, napi_callback_info info) {
+  GemmArgs g;
+  if (gemm_args(env, info, "gemmNN", &g) != 1) return NULL;
+  int m = (int)g.m, n = (int)g.n, k = (int)g.k;
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, 1.0f, g.a, k, g.b, n, 0.0f, g.out, n);
   return NULL;
 }
 
@@ -147,6 +170,7 @@ static napi_value Info(napi_env env, napi_callback_info info) {
 NAPI_MODULE_INIT() {  // context-aware: loadable from worker threads too
   napi_property_descriptor properties[] = {
       {"sgemm", NULL, Sgemm, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"sgemmNN", NULL, SgemmNN, NULL, NULL, NULL, napi_enumerable, NULL},
       {"setThreads", NULL, SetThreads, NULL, NULL, NULL, napi_enumerable, NULL},
       {"info", NULL, Info, NULL, NULL, NULL, napi_enumerable, NULL},
   };

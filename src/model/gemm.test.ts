@@ -129,6 +129,20 @@ describe('the OpenBLAS addon', () => {
     expect(() => gemm(a, a, 4, 4, 3)).toThrow(/sgemm: out must be a Float32Array/)
     expect(() => gemm(a, a, 2, 2, 3, a.subarray(4))).toThrow(/out overlaps a or b/)
   })
+
+  it.skipIf(typeof openblas === 'string').each(ODD_SHAPES)('multiplies A·B (gemmNN) as the float64 triple loop does for m=%i n=%i k=%i', (m, n, k) => {
+    const a = randomFloat32(m * k, 11), b = randomFloat32(k * n, 12)
+    const bT = new Float32Array(n * k)   // the triple loop's operand is [n, k]
+    for (let p = 0; p < k; p++) for (let j = 0; j < n; j++) bT[j * k + p] = b[p * n + j]
+    const out = new Float32Array(m * n).fill(123)
+    ;(openblas as GemmBackend).gemmNN!(a, b, m, n, k, out)
+    const { exact, magnitude } = naive(a, bT, m, n, k)
+    for (let i = 0; i < exact.length; i++) {
+      expect(Math.abs(out[i] - exact[i])).toBeLessThanOrEqual((k + 1) * 2 ** -24 * magnitude[i] + 1e-30)
+    }
+    expect(() => (openblas as GemmBackend).gemmNN!(a, b, m + 1, n + 1, k + 1, new Float32Array((m + 1) * (n + 1))))
+      .toThrow(/gemmNN: operands too short/)
+  })
 })
 
 describe('loadFastGemm', () => {

@@ -13,7 +13,7 @@ import path from 'node:path'
 import { createRequire } from 'node:module'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import { MessageChannel, type MessagePort, receiveMessageOnPort, Worker } from 'node:worker_threads'
-import { gemmFallback, type Gemm } from '../stats/gemm.js'
+import { gemmFallback, type Gemm, type GemmNN } from '../stats/gemm.js'
 import type { OrtThreadData, OrtThreadReply, OrtThreadRequest } from './gemm-ort-thread.js'
 
 export type GemmBackendName = 'openblas' | 'onnxruntime' | 'js'
@@ -21,6 +21,8 @@ export type GemmBackendName = 'openblas' | 'onnxruntime' | 'js'
 export interface GemmBackend {
   readonly name: GemmBackendName
   readonly gemm: Gemm
+  /** A·B without a transpose: only where the backend has it (OpenBLAS); callers transpose and use `gemm` otherwise. */
+  readonly gemmNN?: GemmNN
   readonly detail: string   // e.g. "OpenBLAS 0.3.21 … SkylakeX, 2 threads (pthreads)"
   /** Optional: lets go of the backend (the onnxruntime thread stops when its last user closes). */
   close(): void
@@ -29,6 +31,7 @@ export interface GemmBackend {
 /** The addon's exports (native/sgemm/sgemm.c). */
 interface SgemmAddon {
   sgemm: Gemm
+  sgemmNN: GemmNN
   setThreads(threads: number): void
   info(): { config: string; corename: string; threads: number; parallel: 'sequential' | 'pthreads' | 'openmp' | 'unknown' }
 }
@@ -40,6 +43,7 @@ const ADDON = fileURLToPath(new URL('../../native/sgemm/build/Release/sgemm.node
 /** What a backend is underneath: one per name and thread count, shared by every caller that loads it. */
 interface Engine {
   gemm: Gemm
+  gemmNN?: GemmNN
   detail: string
   users: number
   stop(): void
@@ -71,13 +75,21 @@ export function loadGemmBackend(name: GemmBackendName, threads: number): GemmBac
   const shared = engine
   shared.users++
   let open = true
+  const checkOpen = () => {
+    if (!open) throw new Error(`gemm (${name}): called after close()`)
+  }
+  const nn = shared.gemmNN
   return {
     name,
     detail: shared.detail,
     gemm: (a, b, m, n, k, out) => {
-      if (!open) throw new Error(`gemm (${name}): called after close()`)
+      checkOpen()
       shared.gemm(a, b, m, n, k, out)
     },
+    gemmNN: nn && ((a, b, m, n, k, out) => {
+      checkOpen()
+      nn(a, b, m, n, k, out)
+    }),
     close() {
       if (!open) return
       open = false
@@ -126,6 +138,10 @@ function openblasEngine(threads: number): Engine {
     gemm: (a, b, m, n, k, out) => {
       addon.setThreads(threads)
       addon.sgemm(a, b, m, n, k, out)
+    },
+    gemmNN: (a, b, m, n, k, out) => {
+      addon.setThreads(threads)
+      addon.sgemmNN(a, b, m, n, k, out)
     },
     detail: `${info.config}, ${info.threads} threads (${info.parallel})`,
     users: 0,

@@ -9,6 +9,12 @@
  */
 export type Gemm = (a: Float32Array, b: Float32Array, m: number, n: number, k: number, out: Float32Array) => void
 
+/**
+ * out[m×n] = a[m×k] · b[k×n], all row-major: out[i·n + j] = Σ_p a[i·k + p] · b[p·n + j]. For products that
+ * contract over the rows of a neuron-major chunk (its neurons), which {@link Gemm} would need transposed first.
+ */
+export type GemmNN = (a: Float32Array, b: Float32Array, m: number, n: number, k: number, out: Float32Array) => void
+
 /** The same contract in float64, for the rotation baseline's products of accumulated sums. */
 export type Gemm64 = (a: Float64Array, b: Float64Array, m: number, n: number, k: number, out: Float64Array) => void
 

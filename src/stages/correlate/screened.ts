@@ -19,7 +19,7 @@ export async function correlateScreened(u: FamilyUnit, ctx: StageContext<Correla
   const params = ctx.params.correlate
   const { screen, threshold } = params
   if (!screen || threshold === undefined) throw new Error('correlate: the screened unit needs correlate.mode: screened')
-  const { gemm } = loadFastGemm(ctx.execution.threads)
+  const { gemm, gemmNN } = loadFastGemm(ctx.execution.threads)
   kernels.setThreads(ctx.execution.threads)
   const shardPath = (seed: string, shard: number) => ctx.upstream.path(activationPath(seed, shard))
   const infos: ShardInfo[][] = await Promise.all(u.seeds.map((seed) => Promise.all(u.shards.map((shard) => readActivationShardInfo(shardPath(seed, shard))))))
@@ -56,6 +56,7 @@ export async function correlateScreened(u: FamilyUnit, ctx: StageContext<Correla
       basis: screen.basis,
       threshold,
       gemm,
+      gemmNN,
       within,
       rotated,
       memoryBytes: params.max_memory_gib * 2 ** 30,

@@ -9,7 +9,7 @@
 // y is a neuron's activation minus its mean (the stats stage's), so u = y/|y| is a unit vector and u_a·u_b is the
 // Pearson correlation. Only the passes' results are kept, never activations.
 import { type RotatedLayers, type WithinLayerMoments } from '../baseline.js'
-import type { Gemm } from '../gemm.js'
+import type { Gemm, GemmNN } from '../gemm.js'
 import { kernels } from '../kernels.js'
 import { emptyMaxima, isBetter, type Maxima } from '../maxima.js'
 import { type ChunkRows, shiftChunk } from '../pearson.js'
@@ -35,6 +35,7 @@ export interface ScreenOptions {
   basis: number       // K': rows of the compressed basis
   threshold: number   // universality threshold: which baselines must be exact depends on it
   gemm: Gemm
+  gemmNN?: GemmNN  // A·B without transposing B first (native BLAS); else B is transposed and `gemm` multiplies
   within: readonly WithinLayerMoments[]  // per seed, from the stats stage: means, variances, correlations
   rotated: readonly RotatedLayers[]      // per seed: the full computation's rotations, so baselines are the same
   memoryBytes: number                    // for one shard's centred chunks of several seeds
@@ -121,6 +122,7 @@ class ScreenedFamily {
   private readonly gramShards: number           // the first shards, for the basis Gram
   private readonly state: ScreenState
   private readonly pairs: [number, number][] = []
+  private readonly gemmNN: GemmNN
 
   constructor(private readonly source: ScreenSource, private readonly o: ScreenOptions) {
     this.s = source.layouts.length
@@ -149,6 +151,7 @@ class ScreenedFamily {
     let sampled = 0
     this.gramShards = source.shardTokens.findIndex((t) => (sampled += t) >= GRAM_SHARE * this.tokens) + 1
     this.state = o.resume ?? {}
+    this.gemmNN = o.gemmNN ?? ((a, b, m, n, k, out) => o.gemm(a, transpose(b, k, n, new Float32Array(k * n)), m, n, k, out))
   }
 
   async run(): Promise<{ pairs: ScreenedPair[]; report: ScreenReport }> {
@@ -226,7 +229,7 @@ class ScreenedFamily {
     await this.forEachShard(async (t, chunks) => {
       const y = await this.basisRows(chunks, t)
       const q = new Float32Array(rows * t)
-      this.o.gemm(w, transpose(y, this.k0, t, new Float32Array(y.length)), rows, t, this.k0, q)
+      this.gemmNN(w, y, rows, t, this.k0, q)
       const qq = new Float32Array(rows * rows)
       this.o.gemm(q, q, rows, rows, t, qq)
       kernels.addFloat32Into(basisGram, qq)
@@ -260,12 +263,10 @@ class ScreenedFamily {
     for (let s = 0; s < this.s; s++) {
       const { nLayers, dMlp: d } = this.source.layouts[s]
       const values = (await chunks.get(s)).values
-      const transposed = new Float32Array(d * t)
       for (let m = 0; m < nLayers; m++) {
-        // The GEMM contracts along contiguous rows, and these run over the layer's neurons: transpose first.
+        // Contracts over the layer's neurons, the chunk's rows: V [k, d] · Z [d, t].
         const v = this.directions[s][m], k = v.length / d
-        transpose(values.subarray(m * d * t, (m + 1) * d * t), d, t, transposed)
-        this.o.gemm(v, transposed, k, t, d, y.subarray(row * t, (row + k) * t))
+        this.gemmNN(v, values.subarray(m * d * t, (m + 1) * d * t), k, t, d, y.subarray(row * t, (row + k) * t))
         row += k
       }
     }
