@@ -278,6 +278,38 @@ static double dot_row(const float* a, const float* b, int64_t tokens) {
   return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
 }
 
+// dot_row for four rows of B at once, each summed exactly as dot_row sums it. One accumulator chain kept
+// dot_row waiting on its additions' latency (~8 GFLOP/s); four independent chains overlap, and a is loaded once.
+VECTOR_CLONES
+static void dot_rows4(const float* a, const float* const b[4], int64_t tokens, double out[4]) {
+  f64x8 s0 = {0}, s1 = {0}, s2 = {0}, s3 = {0};
+  int64_t t = 0;
+  for (; t + LANES <= tokens; t += LANES) {
+    f32x8 x, y0, y1, y2, y3;
+    memcpy(&x, a + t, sizeof x);
+    memcpy(&y0, b[0] + t, sizeof x);
+    memcpy(&y1, b[1] + t, sizeof x);
+    memcpy(&y2, b[2] + t, sizeof x);
+    memcpy(&y3, b[3] + t, sizeof x);
+    f64x8 wide = __builtin_convertvector(x, f64x8);
+    s0 += wide * __builtin_convertvector(y0, f64x8);
+    s1 += wide * __builtin_convertvector(y1, f64x8);
+    s2 += wide * __builtin_convertvector(y2, f64x8);
+    s3 += wide * __builtin_convertvector(y3, f64x8);
+  }
+  for (; t < tokens; t++) {
+    double x = a[t];
+    s0[t % LANES] += x * (double)b[0][t];
+    s1[t % LANES] += x * (double)b[1][t];
+    s2[t % LANES] += x * (double)b[2][t];
+    s3[t % LANES] += x * (double)b[3][t];
+  }
+  out[0] = ((s0[0] + s0[1]) + (s0[2] + s0[3])) + ((s0[4] + s0[5]) + (s0[6] + s0[7]));
+  out[1] = ((s1[0] + s1[1]) + (s1[2] + s1[3])) + ((s1[4] + s1[5]) + (s1[6] + s1[7]));
+  out[2] = ((s2[0] + s2[1]) + (s2[2] + s2[3])) + ((s2[4] + s2[5]) + (s2[6] + s2[7]));
+  out[3] = ((s3[0] + s3[1]) + (s3[2] + s3[3])) + ((s3[4] + s3[5]) + (s3[6] + s3[7]));
+}
+
 typedef struct {
   const float *za, *zb;
   int64_t tokens, first, end;  // rows of A [first, end)
@@ -289,9 +321,15 @@ static void* dots_range(void* arg) {
   DotsJob* job = arg;
   for (int64_t i = job->first; i < job->end; i++) {
     const float* a = job->za + i * job->tokens;
-    for (int32_t e = job->row_start[i]; e < job->row_start[i + 1]; e++) {
-      job->dots[e] += dot_row(a, job->zb + (int64_t)job->cols[e] * job->tokens, job->tokens);
+    int32_t e = job->row_start[i], end = job->row_start[i + 1];
+    for (; e + 4 <= end; e += 4) {
+      const float* b[4];
+      double sums[4];
+      for (int j = 0; j < 4; j++) b[j] = job->zb + (int64_t)job->cols[e + j] * job->tokens;
+      dot_rows4(a, b, job->tokens, sums);
+      for (int j = 0; j < 4; j++) job->dots[e + j] += sums[j];
     }
+    for (; e < end; e++) job->dots[e] += dot_row(a, job->zb + (int64_t)job->cols[e] * job->tokens, job->tokens);
   }
   return NULL;
 }

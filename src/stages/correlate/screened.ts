@@ -7,6 +7,7 @@ import { readStateFile, writeStateFile } from '../../io/state-file.js'
 import { loadFastGemm } from '../../model/gemm.js'
 import type { StageContext } from '../../runner/stage.js'
 import { kernels } from '../../stats/kernels.js'
+import type { ChunkRows } from '../../stats/pearson.js'
 import { fullFlops, screenFamily, screeningOverheadFlops, type ScreenReport, type ScreenState } from '../../stats/screen/family.js'
 import { activationPath } from '../extract/index.js'
 import { type CorrelateParams, type FamilyUnit, pairName, screenReportPath, seedPairs } from './index.js'
@@ -45,11 +46,13 @@ export async function correlateScreened(u: FamilyUnit, ctx: StageContext<Correla
   if (resume) ctx.log(`resuming from a checkpoint (${Object.keys(resume).join(', ')} done)`)
   // Three passes, then refinement rounds (usually one or two): the bar assumes four and its ETA adjusts.
   ctx.progress.setTotal(4 * tokens)
+  const lastRead: (ChunkRows | undefined)[] = []
   const { pairs, report } = await screenFamily(
     {
       layouts,
       shardTokens,
-      read: (s, k) => readActivationRows(shardPath(u.seeds[s], u.shards[k]), infos[s][k], 0, layouts[s].nLayers * layouts[s].dMlp),
+      // A seed's rows are centred before its next shard is read, so each seed reuses its read buffer.
+      read: async (s, k) => (lastRead[s] = await readActivationRows(shardPath(u.seeds[s], u.shards[k]), infos[s][k], 0, layouts[s].nLayers * layouts[s].dMlp, lastRead[s])),
     },
     {
       directions: screen.directions,
