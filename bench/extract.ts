@@ -136,6 +136,7 @@ async function measure(shape: Shape): Promise<number> {
     console.log(`peak memory at a second budget (${thousands(largeTokens)} tokens, same rows_per_shard):`)
     largeRun = await runStages(shape.memoryProject, 'extract', { force: true })
     show('stage (CLI), large budget', largeRun, largeTokens * seeds.length)
+    rmSync(join(shape.memoryProject, 'out/extract'), { recursive: true, force: true }) // ~6 GB, only measured; the next run forces it anyway
   }
 
   const breakdown = await shardBreakdown(shape, rowData.slice(0, rowsPerShard), models[0])

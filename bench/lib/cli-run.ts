@@ -19,9 +19,9 @@ export interface CliRun {
   output: string // stdout + stderr (progress lines, the summary line)
 }
 
-/** `seedscope run --stages <stages> [--force]` in `project` (its pipeline.config.yaml). Throws on a non-zero exit. */
-export async function runStages(project: string, stages: string, options: { force?: boolean } = {}): Promise<CliRun> {
-  const args = ['run', '--stages', stages, ...(options.force ? ['--force'] : [])]
+/** `seedscope run --stages <stages> [--force]` in `project` (its pipeline.config.yaml unless `config` names another). Throws on a non-zero exit. */
+export async function runStages(project: string, stages: string, options: { force?: boolean; config?: string } = {}): Promise<CliRun> {
+  const args = ['run', '--stages', stages, ...(options.force ? ['--force'] : []), ...(options.config ? ['--config', options.config] : [])]
   const timeFile = join(project, '.gnu-time.txt')
   const viaTime = existsSync(GNU_TIME)
   chmodSync(CLI, 0o755) // `make build` does this; a bare `npx tsc` does not

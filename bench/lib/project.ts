@@ -21,10 +21,15 @@ export interface ProjectOptions {
   batchRows: number
   mode: 'stored' | 'streamed'
   threads: number // execution.threads
+  dtype?: 'float16' | 'float32' // extract.dtype (the config default when left out)
+  correlate?: string // the correlate section as a YAML flow mapping, e.g. '{ threshold: 0.25 }'
 }
 
-/** `.bench/projects/<name>/pipeline.config.yaml` for these options; returns the project directory. */
-export function writeProject(name: string, o: ProjectOptions): string {
+/**
+ * `.bench/projects/<name>/<config>` (pipeline.config.yaml unless named) for these options; returns the project
+ * directory. Two configs in one project share its outputs: the same extraction, correlated two ways.
+ */
+export function writeProject(name: string, o: ProjectOptions, config = 'pipeline.config.yaml'): string {
   const dir = join(BENCH_DIR, 'projects', name)
   mkdirSync(dir, { recursive: true })
   const yaml = [
@@ -34,11 +39,12 @@ export function writeProject(name: string, o: ProjectOptions): string {
     ...o.seeds.map((s) => `  - { name: ${s.name}, checkpoint: ${s.checkpoint} }`),
     `corpus: { paths: [${CORPUS}] }`,
     `tokenize: { ctx: ${o.ctx}, max_tokens: ${o.tokens} }`,
-    `extract: { rows_per_shard: ${o.rowsPerShard}, batch_rows: ${o.batchRows}, mode: ${o.mode} }`,
+    `extract: { rows_per_shard: ${o.rowsPerShard}, batch_rows: ${o.batchRows}, mode: ${o.mode}${o.dtype ? `, dtype: ${o.dtype}` : ''} }`,
+    ...(o.correlate ? [`correlate: ${o.correlate}`] : []),
     `execution: { threads: ${o.threads} }`,
     '',
   ].join('\n')
-  const path = join(dir, 'pipeline.config.yaml')
+  const path = join(dir, config)
   if (!existsSync(path) || readFileSync(path, 'utf8') !== yaml) writeFileSync(path, yaml)
   return dir
 }
