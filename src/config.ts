@@ -149,7 +149,7 @@ const correlate = z
       .int()
       .positive()
       .default(5_000_000)
-      .describe('default 5000000 tokens: how often streamed accumulators are saved; about the most a kill loses'),
+      .describe('default 5000000 tokens: how often the correlate sums (streamed, full and screened modes alike) are saved; about the most a kill loses'),
     checkpoint_minutes: z
       .number()
       .positive()

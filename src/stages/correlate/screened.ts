@@ -1,7 +1,8 @@
 // The correlate stage's screened mode (correlate.mode: screened): one unit for the whole family, since the seeds
 // share one basis. It writes the same pair tables as the full computation, with the same maxima, argmaxes and
 // universality flags; a baseline the flags do not need exactly is given as an interval (baseline_lo/_hi). The
-// method is src/stats/screen/family.ts; its state is checkpointed after each pass over the shards.
+// method is src/stats/screen/family.ts; its state is checkpointed after each pass over the shards, and within a
+// pass every correlate.checkpoint_every tokens (or checkpoint_minutes), as the full mode's sums are.
 import { readActivationRows, readActivationShardInfo, type ShardInfo } from '../../io/activation-store.js'
 import { readStateFile, writeStateFile } from '../../io/state-file.js'
 import { loadFastGemm } from '../../model/gemm.js'
@@ -43,7 +44,7 @@ export async function correlateScreened(u: FamilyUnit, ctx: StageContext<Correla
   const rotated = within.map((w, s) => rotatedLayers(w, kind, params.baseline.seed, u.seeds[s], gemm))
   const checkpointPath = ctx.partialPath('screen.safetensors')
   const resume = readStateFile<ScreenState>(checkpointPath)
-  if (resume) ctx.log(`resuming from a checkpoint (${Object.keys(resume).join(', ')} done)`)
+  if (resume) ctx.log(`resuming from a checkpoint (${describeResume(resume)})`)
   // Three passes, then refinement rounds (usually one or two): the bar assumes four and its ETA adjusts.
   ctx.progress.setTotal(4 * tokens)
   const lastRead: (ChunkRows | undefined)[] = []
@@ -66,6 +67,7 @@ export async function correlateScreened(u: FamilyUnit, ctx: StageContext<Correla
       progress: (t) => ctx.progress.advance(t),
       signal: ctx.signal,
       checkpoint: (state) => writeStateFile(checkpointPath, state),
+      checkpointEvery: u.checkpointing,
       resume,
     },
   )
@@ -97,6 +99,13 @@ async function correlateInFull(u: FamilyUnit, ctx: StageContext<CorrelateParams>
     }
     await correlatePair({ id, a, b, mode: 'stored', shards: u.shards, checkpointing: u.checkpointing }, pairCtx)
   }
+}
+
+/** What a checkpoint holds: the passes done, and how far the open one got. */
+function describeResume(state: ScreenState): string {
+  const done = Object.keys(state).filter((key) => key !== 'inPass')
+  const open = state.inPass && `${state.inPass.pass} pass: ${state.inPass.shards} shards done`
+  return [done.length ? `${done.join(', ')} done` : '', open ?? ''].filter(Boolean).join('; ')
 }
 
 function reportJson(r: ScreenReport) {

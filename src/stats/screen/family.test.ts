@@ -168,11 +168,15 @@ describe('screened correlate', () => {
     }
   })
 
-  test('resumes from the checkpoint of any pass with the same results', async () => {
+  test('resumes from any checkpoint, between passes or within one, with the same results', async () => {
     const states: ScreenState[] = []
     const save = (s: ScreenState) => states.push(structuredClone(s))
-    const full = await screenFamily(source, options(THRESHOLD, { checkpoint: save }))
-    expect(states.length).toBeGreaterThanOrEqual(5) // gram, projections, candidates, dots, a refinement round
+    // A checkpoint after every shard: within each pass too (the first token budget is always reached).
+    const full = await screenFamily(source, options(THRESHOLD, { checkpoint: save, checkpointEvery: { tokens: 1, minutes: 60 } }))
+    const passes = states.filter((s) => !s.inPass).length
+    const within = new Set(states.filter((s) => s.inPass).map((s) => s.inPass!.pass))
+    expect(passes).toBeGreaterThanOrEqual(5) // gram, projections, candidates, dots, a refinement round
+    expect([...within]).toEqual(expect.arrayContaining(['projections', 'dots', 'refinement round 1']))
     for (const resume of states) {
       const again = await screenFamily(source, options(THRESHOLD, { resume: structuredClone(resume) }))
       expect(again.pairs).toEqual(full.pairs)

@@ -1,6 +1,7 @@
 // The screened correlate (issue 5 item 8; method and measurements in bench/research/README.md): the same maxima,
 // argmaxes and universality flags as the full all-pairs computation of a seed family, proven by bounds, with a
-// fraction of its FLOPs. Four kinds of pass over the activations, each checkpointed when it ends:
+// fraction of its FLOPs. Four kinds of pass over the activations, each checkpointed when it ends (and within it,
+// every `checkpointEvery` tokens or minutes):
 //   1. gram         on the first shards only: Σ Y Yᵀ of each (seed, layer)'s top k principal directions over the
 //                   tokens, Y = V·z (z: the layer's standardised neurons)
 //   2. projections  the compressed basis Q = W·Y; Σ Q Qᵀ and every neuron's Σ y·Qᵀ over all tokens
@@ -41,12 +42,14 @@ export interface ScreenOptions {
   memoryBytes: number                    // for one shard's centred chunks of several seeds
   progress?: (tokens: number) => void
   signal?: AbortSignal
-  /** Called after every pass with the state to save; `resume` takes it back. */
+  /** Called after every pass, and within a pass as `checkpointEvery` says, with the state to save; `resume` takes it back. */
   checkpoint?: (state: ScreenState) => void
+  /** Within a pass, save its sums after this many tokens or minutes, whichever comes first (default: only between passes). */
+  checkpointEvery?: { tokens: number; minutes: number }
   resume?: ScreenState
 }
 
-/** What the passes produced so far: enough to resume after the last finished pass. */
+/** What the passes produced so far: enough to resume after the last finished pass, or inside the open one. */
 export interface ScreenState {
   gram?: Float64Array
   projections?: { sums: Float64Array[]; norms2: Float64Array[]; basisGram: Float64Array }  // norms2: Σ y²
@@ -57,6 +60,7 @@ export interface ScreenState {
   undecided?: number          // neurons whose flag the intervals left open, before the first round
   refinedLayers?: number      // (anchor, layer) rows computed exactly, over the rounds
   refinementFlops?: number
+  inPass?: { pass: string; shards: number; sums: Float64Array[] } // the open pass: shards done, its sums so far
 }
 
 /** One pair's results, in the full computation's terms: maxima both ways, baseline intervals both ways. */
@@ -214,11 +218,11 @@ class ScreenedFamily {
   private async gramPass(): Promise<Float64Array> {
     const gram = new Float64Array(this.k0 * this.k0)
     const product = new Float32Array(this.k0 * this.k0)
-    await this.forEachShard(async (t, chunks) => {
+    await this.forEachShard({ pass: 'gram', sums: [gram], count: this.gramShards }, async (t, chunks) => {
       const y = await this.basisRows(chunks, t)
       this.o.gemm(y, y, this.k0, this.k0, t, product)
       kernels.addFloat32Into(gram, product)
-    }, this.gramShards)
+    })
     return gram
   }
 
@@ -227,7 +231,7 @@ class ScreenedFamily {
     const sums = this.n.map((n) => new Float64Array(n * rows))
     const norms2 = this.n.map((n) => new Float64Array(n))
     const basisGram = new Float64Array(rows * rows)
-    await this.forEachShard(async (t, chunks) => {
+    await this.forEachShard({ pass: 'projections', sums: [...sums, ...norms2, basisGram] }, async (t, chunks) => {
       const y = await this.basisRows(chunks, t)
       const q = new Float32Array(rows * t)
       this.gemmNN(w, y, rows, t, this.k0, q)
@@ -248,7 +252,7 @@ class ScreenedFamily {
   /** Pass 3: Σ y_a y_b (centred rows) for every candidate pair. */
   private async dotsPass(candidates: Candidates[]): Promise<Float64Array[]> {
     const dots = candidates.map((c) => new Float64Array(c.cols.length))
-    await this.forEachShard(async (t, chunks) => {
+    await this.forEachShard({ pass: 'dots', sums: dots }, async (t, chunks) => {
       for (const [p, [a, b]] of this.pairs.entries()) {
         const za = (await chunks.get(a)).values, zb = (await chunks.get(b)).values
         kernels.sparseDots(za, zb, t, candidates[p].rowStart, candidates[p].cols, dots[p])
@@ -274,15 +278,40 @@ class ScreenedFamily {
     return y
   }
 
-  /** Visit the first `count` shards (default all), each with its chunks; progress counts every shard's tokens. */
-  private async forEachShard(visit: (tokens: number, chunks: ShardChunks) => Promise<void>, count = this.source.shardTokens.length): Promise<void> {
-    for (const [shard, t] of this.source.shardTokens.slice(0, count).entries()) {
+  /**
+   * Visit the first `count` shards (default all), each with its chunks; progress counts every shard's tokens.
+   * `sums` are what the visits add into: saved within the pass as `checkpointEvery` says, and restored (with the
+   * shards they cover skipped) when the resumed state stopped inside this pass. Adding the same shards in the
+   * same order to the same float64 sums gives the same bits as a run that never stopped.
+   */
+  private async forEachShard(pass: { pass: string; sums: Float64Array[]; count?: number }, visit: (tokens: number, chunks: ShardChunks) => Promise<void>): Promise<void> {
+    const shardTokens = this.source.shardTokens.slice(0, pass.count)
+    const resumed = this.state.inPass?.pass === pass.pass ? this.state.inPass : undefined
+    if (resumed) {
+      if (resumed.sums.length !== pass.sums.length) throw new Error(`screen: the checkpoint of the ${pass.pass} pass has ${resumed.sums.length} sums, this run ${pass.sums.length}`)
+      resumed.sums.forEach((saved, i) => pass.sums[i].set(saved))
+      this.o.progress?.(shardTokens.slice(0, resumed.shards).reduce((sum, t) => sum + t, 0))
+    }
+    const every = this.o.checkpointEvery
+    let sinceCheckpoint = 0
+    let lastCheckpoint = Date.now()
+    for (let shard = resumed?.shards ?? 0; shard < shardTokens.length; shard++) {
       if (this.o.signal?.aborted) throw new Error('correlate: cancelled')
+      const t = shardTokens[shard]
       const chunks = new ShardChunks(this.source, this.centring, shard, t, this.o.memoryBytes, this.chunkBuffers)
       await visit(t, chunks)
       await chunks.recycle()
       this.o.progress?.(t)
+      sinceCheckpoint += t
+      const due = every && (sinceCheckpoint >= every.tokens || Date.now() - lastCheckpoint >= every.minutes * 60_000)
+      if (due && shard + 1 < shardTokens.length) {
+        this.state.inPass = { pass: pass.pass, shards: shard + 1, sums: pass.sums }
+        this.o.checkpoint?.(this.state)
+        sinceCheckpoint = 0
+        lastCheckpoint = Date.now()
+      }
     }
+    delete this.state.inPass // the pass's result goes into the state next, and is saved with it
   }
 
   // ── between passes ────────────────────────────────────────────────────────────────────────────────────────
@@ -436,15 +465,17 @@ class ScreenedFamily {
   /** Pass 4: for each request, the exact baseline: max over its layers of max_k corr(u_a, b̃_k). */
   private async refinePass(requests: Request[]): Promise<Float64Array> {
     // One group per (b, layer): its anchors' rows are gathered per shard into one GEMM operand.
-    const groups = new Map<string, { b: number; m: number; anchors: { request: number; a: number; i: number }[]; cross?: Float64Array }>()
+    const groups = new Map<string, { b: number; m: number; anchors: { request: number; a: number; i: number }[]; cross: Float64Array }>()
     requests.forEach((r, request) => {
       for (const m of r.layers) {
         const key = `${r.b}:${m}`
-        if (!groups.has(key)) groups.set(key, { b: r.b, m, anchors: [] })
+        if (!groups.has(key)) groups.set(key, { b: r.b, m, anchors: [], cross: new Float64Array(0) })
         groups.get(key)!.anchors.push({ request, a: r.a, i: r.i })
       }
     })
-    await this.forEachShard(async (t, chunks) => {
+    for (const g of groups.values()) g.cross = new Float64Array(g.anchors.length * this.source.layouts[g.b].dMlp)
+    const pass = { pass: `refinement round ${(this.state.rounds ?? 0) + 1}`, sums: [...groups.values()].map((g) => g.cross) }
+    await this.forEachShard(pass, async (t, chunks) => {
       for (const g of groups.values()) {
         const d = this.source.layouts[g.b].dMlp
         const anchors = new Float32Array(g.anchors.length * t)
@@ -452,7 +483,6 @@ class ScreenedFamily {
         const yb = (await chunks.get(g.b)).values
         const product = new Float32Array(g.anchors.length * d)
         this.o.gemm(anchors, yb.subarray(g.m * d * t, (g.m + 1) * d * t), g.anchors.length, d, t, product)
-        g.cross ??= new Float64Array(g.anchors.length * d)
         kernels.addFloat32Into(g.cross, product)
       }
     })
@@ -465,7 +495,7 @@ class ScreenedFamily {
       const c = new Float32Array(g.anchors.length * d)
       g.anchors.forEach(({ a, i }, slot) => {
         const inv = 1 / Math.sqrt(this.norms2(a)[i])
-        for (let j = 0; j < d; j++) c[slot * d + j] = g.cross![slot * d + j] * inv
+        for (let j = 0; j < d; j++) c[slot * d + j] = g.cross[slot * d + j] * inv
       })
       const e = new Float32Array(g.anchors.length * d)
       this.o.gemm(c, Float32Array.from(matrix), g.anchors.length, d, d, e)
