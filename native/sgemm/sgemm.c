@@ -52,7 +52,8 @@ static int overlaps(const float* x, size_t nx, const float* y, size_t ny) {
 
 // The six arguments (a, b, m, n, k, out) of both products, checked: Float32Arrays long enough for the shape
 // (longer is fine: only the leading elements are used, as with the JS fallback) and out apart from a and b.
-// False, with a JS error thrown, otherwise.
+// Returns 1 when there is a product to compute, -1 when out is already final (an empty shape), 0 when a JS
+// error was thrown.
 typedef struct {
   float *a, *b, *out;
   int64_t m, n, k;
