@@ -36,7 +36,8 @@ demo: build
 
 # Benchmarks (bench/README.md), one after another: each prints its numbers and its ratios against a peer measured
 # in the same run (the machine is shared, so absolute numbers drift). A benchmark that fails does not stop the
-# others; the target fails at the end, naming it. extract, correlate and streamed take under ~3 minutes each.
+# others; the target fails at the end, naming it. extract, correlate, screened and streamed take a few minutes each
+# (longer on a first run, which extracts their projects).
 BENCHMARKS := bench/forward.ts bench/tokenize.bench.mjs bench/gemm.ts bench/extract.ts bench/correlate.ts bench/screened.ts bench/streamed.ts
 
 bench: build
