@@ -5,6 +5,7 @@ import { countValid, writeActivationShard } from '../../io/activation-store.js'
 import { writeSafetensors } from '../../io/safetensors.js'
 import { borrowModelRunner, prefetchModelRunner } from '../../model/model-worker.js'
 import type { StageContext } from '../../runner/stage.js'
+import { BufferPool } from '../../stats/buffer-pool.js'
 import { TopActivations } from '../../stats/top-activations.js'
 import { readTokenRows, type TokenRow } from '../tokenize/stage.js'
 import type { ExtractParams, ShardUnit } from './index.js'
@@ -34,17 +35,7 @@ export async function extractShard(unit: ShardUnit, ctx: StageContext<ExtractPar
  * zeroing) per 4 KiB of its ~600 MB at GPT-2-small size, and unmapping one interrupts the model's threads. At
  * most two wait here.
  */
-const spareBuffers = {
-  free: [] as Float32Array[],
-  take(values: number): Float32Array | undefined {
-    const i = this.free.findIndex((storage) => storage.length >= values)
-    return i < 0 ? undefined : this.free.splice(i, 1)[0]
-  },
-  giveBack(acts: Float32Array): void {
-    this.free.push(new Float32Array(acts.buffer))
-    if (this.free.length > 2) this.free.shift()
-  },
-}
+const spareBuffers = new BufferPool(2)
 
 export interface ForwardedShard {
   rows: TokenRow[]
