@@ -42,7 +42,7 @@ export async function summarizeRun(cfg: PipelineConfig, options: SummaryOptions)
       '',
       universal.length
         ? `Top universal neurons of ${seed} (of ${universal.length}), by excess_corr:`
-        : `No neuron of ${seed} passes; the closest, by excess_corr (median baseline ${fmt(median(rows.map((r) => r.mean_baseline as number)))}):`,
+        : `No neuron of ${seed} passes; the closest, by excess_corr (median baseline ${medianBaseline(rows)}):`,
     )
     const top = await readTable(out(`stats/${seed}.top.parquet`)).catch(() => [] as Row[])
     const otherNames = cfg.seeds.map((s) => s.name).filter((s) => s !== seed)
@@ -119,6 +119,19 @@ async function inContext(cfg: PipelineConfig, tokenizer: Tokenizer, row: number,
 
 function oneLine(text: string): string {
   return JSON.stringify(text).slice(1, -1)
+}
+
+/**
+ * The median of mean_baseline over the neurons. Where the screened mode only bounded some baselines, the
+ * median of the lower bounds and that of the upper bounds enclose it (each neuron's lo ≤ baseline ≤ hi, and the
+ * median is monotone), so the text gives that interval rather than the median of the exact ones alone.
+ */
+export function medianBaseline(rows: Row[]): string {
+  const bounded = rows.some((r) => !Number.isFinite(r.mean_baseline) && Number.isFinite(r.mean_baseline_lo))
+  if (!bounded) return fmt(median(rows.map((r) => r.mean_baseline as number)))
+  const lo = median(rows.map((r) => (Number.isFinite(r.mean_baseline) ? r.mean_baseline : r.mean_baseline_lo) as number))
+  const hi = median(rows.map((r) => (Number.isFinite(r.mean_baseline) ? r.mean_baseline : r.mean_baseline_hi) as number))
+  return `${fmt(lo)}–${fmt(hi)}`
 }
 
 function median(values: number[]): number {
