@@ -65,7 +65,10 @@ export async function forwardShard(
     try {
       const layout = { nLayers: model.config.shape.nLayers, dMlp: model.config.shape.dMlp }
       const tokens = countValid(valid)
-      const buffer = new ShardBuffer(layout, tokens, options.site, spareBuffers.take(layout.nLayers * layout.dMlp * tokens))
+      // Sized for every token of the shard, not just its valid ones, so that any shard of this many rows fits a
+      // spare buffer (valid counts differ from shard to shard; a buffer a little too small meant a fresh one).
+      const capacity = layout.nLayers * layout.dMlp * rows.length * positions
+      const buffer = new ShardBuffer(layout, tokens, options.site, spareBuffers.take(capacity) ?? new Float32Array(capacity))
       // The next batch waits in the worker's queue while this thread absorbs the current one, so the model never
       // idles while this thread is busy (absorbing, or writing the previous unit's shard).
       type Pending = { start: number; batch: TokenRow[]; outputs: ReturnType<typeof model.run> }
