@@ -1,10 +1,10 @@
-import { mkdtempSync, readdirSync } from 'node:fs'
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, expect, test } from 'vitest'
-import { jsKernels } from '../stats/kernels.js'
+import { fileMapping, jsKernels } from '../stats/kernels.js'
 import { readActivationBlobs, readActivationBlock, readActivationShardInfo, writeActivationShard, type ShardLayout } from './activation-store.js'
-import { readPlainBlobs, TableWriter } from './tables.js'
+import { readPlainBlobs, releasePlainBlobs, TableWriter } from './tables.js'
 import { decodeF16, toFloat16Bits } from './safetensors-dtypes.js'
 
 const dir = mkdtempSync(join(tmpdir(), 'seedscope-acts-'))
@@ -84,6 +84,40 @@ describe('reading blobs in place', () => {
         reuse = blobs
       }
     }
+  })
+
+  test.runIf(fileMapping)('mapped (native kernels) and read, the same blobs; a mapping is unmapped when reused or released', async () => {
+    const { layout: l, acts } = layout('float16')
+    const path = join(dir, 'mapped.parquet')
+    await writeActivationShard(path, l, acts)
+    const file = readFileSync(path)
+    let previous: Uint8Array | undefined
+    for (const [start, end] of [[0, 600], [250, 262], [401, 600]]) {
+      const read = readPlainBlobs(path, 'acts', start, end, undefined, null)!
+      const mapped = readPlainBlobs(path, 'acts', start, end, previous)!
+      if (previous) expect(previous.length).toBe(0) // the earlier mapping, given as reuse, is gone
+      expect(mapped.lengths).toEqual(read.lengths)
+      for (let i = 0; i < end - start; i++) {
+        const blob = (r: typeof read) => r.bytes.subarray(r.offsets[i], r.offsets[i] + r.lengths[i])
+        expect(Buffer.from(blob(mapped)).equals(Buffer.from(blob(read)))).toBe(true)
+      }
+      // and the mapping is the file itself: its first blob is somewhere in the file's bytes
+      const first = mapped.bytes.subarray(mapped.offsets[0], mapped.offsets[0] + mapped.lengths[0])
+      expect(file.indexOf(Buffer.from(first))).toBeGreaterThan(0)
+      previous = mapped.bytes
+    }
+    releasePlainBlobs(previous!)
+    expect(previous!.length).toBe(0)
+  })
+
+  test('a footer pointing past the end of the file is a clear error, mapped or read (a mapped read there would crash)', async () => {
+    const { layout: l, acts } = layout('float32')
+    const path = join(dir, 'cut.parquet')
+    await writeActivationShard(path, l, acts)
+    const file = readFileSync(path)
+    writeFileSync(path, Buffer.concat([file.subarray(0, 4), file.subarray(4 + 20_000)])) // footer intact, data cut short
+    expect(() => readPlainBlobs(path, 'acts', 0, 600)).toThrow(path)
+    expect(() => readPlainBlobs(path, 'acts', 0, 600, undefined, null)).toThrow(path)
   })
 
   test('a compressed or dictionary-encoded column is not read in place (the caller decodes it)', () => {

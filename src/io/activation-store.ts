@@ -8,7 +8,7 @@
 // shard's row numbers and a bitmask over (row, position).
 import { type BlobRows, kernels } from '../stats/kernels.js'
 import { decodeF16, littleEndianBytes } from './safetensors-dtypes.js'
-import { readPlainBlobs, readTable, readTableInfo, TableWriter } from './tables.js'
+import { readPlainBlobs, readTable, readTableInfo, releasePlainBlobs, TableWriter } from './tables.js'
 
 export const NEURONS_PER_GROUP = 256
 
@@ -155,6 +155,7 @@ export async function readActivationBlock(path: string, info: ShardInfo, start: 
     if (width === 4 && LITTLE_ENDIAN) outBytes.set(blob, i * info.tokens * 4)
     else out.set(width === 2 ? fromFloat16Bytes(blob) : fromLittleEndianFloat32(blob), i * info.tokens)
   })
+  if (blobs) releasePlainBlobs(blobs.bytes)
   return out
 }
 

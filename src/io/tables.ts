@@ -9,6 +9,7 @@ import { parquetHeader } from 'hyparquet/src/column.js'
 import type { FileMetaData, SchemaElement } from 'hyparquet'
 import { ByteWriter, ParquetWriter } from 'hyparquet-writer'
 import { writePageHeader } from 'hyparquet-writer/src/datapage.js'
+import { fileMapping, type FileMapping } from '../stats/kernels.js'
 import { commitTemporary, temporaryPath } from './atomic-write.js'
 
 /**
@@ -208,18 +209,23 @@ export async function readTable(path: string, options: ReadTableOptions = {}): P
 
 /** Where each value of a BYTE_ARRAY column lies in a buffer of the file's bytes. */
 export interface PlainBlobs {
-  bytes: Uint8Array // the column chunks read, back to back
+  bytes: Uint8Array // the file's bytes that hold the column chunks: mapped, or the chunks read back to back
   offsets: Float64Array // [rows] byte offset of each value in `bytes`
   lengths: Uint32Array // [rows] its length in bytes
 }
 
+// The views readPlainBlobs mapped (rather than read), by their buffer, with what unmaps them: a later call given
+// one as `reuse`, or releasePlainBlobs, unmaps it.
+const mappings = new WeakMap<ArrayBufferLike, FileMapping>()
+
 /**
- * The values of BYTE_ARRAY column `column`, rows [rowStart, rowEnd), as they lie in the file: one read per row
- * group, no decoding, no copy per value. Only for a required column written PLAIN and uncompressed (activation
- * shards); returns undefined for any other layout, and the caller reads it with {@link readTable}. `reuse`: a
- * buffer from an earlier call whose memory may hold this read (its contents are overwritten).
+ * The values of BYTE_ARRAY column `column`, rows [rowStart, rowEnd), as they lie in the file: no decoding, no
+ * copy per value. With the native kernels the file's bytes are mapped, not read (the page cache itself, no copy);
+ * else one read per row group. Only for a required column written PLAIN and uncompressed (activation shards);
+ * returns undefined for any other layout, and the caller reads it with {@link readTable}. `reuse`: the `bytes` of
+ * an earlier call, which this call may overwrite or unmap. `mapping`: null reads instead of mapping.
  */
-export function readPlainBlobs(path: string, column: string, rowStart: number, rowEnd: number, reuse?: Uint8Array): PlainBlobs | undefined {
+export function readPlainBlobs(path: string, column: string, rowStart: number, rowEnd: number, reuse?: Uint8Array, mapping: FileMapping | null = fileMapping ?? null): PlainBlobs | undefined {
   const fd = openSync(path, 'r')
   try {
     const metadata = readFooterSync(fd, path)
@@ -237,24 +243,26 @@ export function readPlainBlobs(path: string, column: string, rowStart: number, r
       }
       groupRow += rows
     }
-    const size = chunks.reduce((sum, c) => sum + c.size, 0)
-    // Fresh memory costs a page fault (and the kernel's zeroing) per 4 KiB, more than the read itself; a new
-    // buffer gets headroom so that a slightly larger shard next time still fits.
-    const fits = reuse && reuse.byteOffset === 0 && reuse.buffer.byteLength >= size
-    const bytes = new Uint8Array(fits ? reuse.buffer : new ArrayBuffer(Math.ceil(size * 1.25)), 0, size)
+    if (reuse && mappings.has(reuse.buffer)) {
+      releasePlainBlobs(reuse)
+      reuse = undefined
+    }
+    const { bytes, starts } = chunkBytes(fd, path, chunks, reuse, mapping)
     const offsets = new Float64Array(rowEnd - rowStart)
     const lengths = new Uint32Array(rowEnd - rowStart)
-    const view = new DataView(bytes.buffer)
-    let at = 0
-    for (const chunk of chunks) {
-      readFully(fd, bytes.subarray(at, at + chunk.size), chunk.offset, path)
+    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+    for (const [c, chunk] of chunks.entries()) {
+      const at = starts[c]
       let row = chunk.groupRow
       const reader = { view, offset: at }
       while (reader.offset < at + chunk.size) {
         const header = parquetHeader(reader)
         const v2 = header.data_page_header_v2
         const page = v2 ?? header.data_page_header
-        if (!page || page.encoding !== 'PLAIN') return undefined
+        if (!page || page.encoding !== 'PLAIN') {
+          releasePlainBlobs(bytes)
+          return undefined
+        }
         const pageEnd = reader.offset + header.compressed_page_size
         // A required flat column has no level bytes in a v1 page; v2 states their length (0 here too).
         let value = reader.offset + (v2 ? v2.definition_levels_byte_length + v2.repetition_levels_byte_length : 0)
@@ -269,12 +277,41 @@ export function readPlainBlobs(path: string, column: string, rowStart: number, r
         if (value !== pageEnd) throw new Error(`${path}: page of column ${column} holds ${pageEnd - reader.offset} bytes, its values ${value - reader.offset}; the file is corrupt`)
         reader.offset = pageEnd
       }
-      at += chunk.size
     }
     return { bytes, offsets, lengths }
   } finally {
     closeSync(fd)
   }
+}
+
+/** Let go of a readPlainBlobs result's bytes now: a mapping is unmapped (its views become empty); read memory is left to the collector. */
+export function releasePlainBlobs(bytes: Uint8Array): void {
+  if (bytes.buffer.byteLength > 0) mappings.get(bytes.buffer)?.unmap(bytes)
+}
+
+/** The column chunks' bytes, and where each chunk starts in them: one mapping of the span they cover, or read. */
+function chunkBytes(fd: number, path: string, chunks: { offset: number; size: number }[], reuse: Uint8Array | undefined, mapping: FileMapping | null): { bytes: Uint8Array; starts: number[] } {
+  if (mapping && chunks.length) {
+    const base = chunks[0].offset, end = chunks[chunks.length - 1].offset + chunks[chunks.length - 1].size
+    // Reading a mapped page past the end of the file kills the process (SIGBUS): refuse a footer that points there.
+    if (end > fstatSync(fd).size) throw new Error(`${path}: column chunks end at byte ${end}, past the file's end; the file is corrupt or truncated`)
+    const bytes = mapping.map(fd, base, end - base)
+    mappings.set(bytes.buffer, mapping)
+    return { bytes, starts: chunks.map((c) => c.offset - base) }
+  }
+  const size = chunks.reduce((sum, c) => sum + c.size, 0)
+  // Fresh memory costs a page fault (and the kernel's zeroing) per 4 KiB, more than the read itself; a new
+  // buffer gets headroom so that a slightly larger shard next time still fits.
+  const fits = reuse && reuse.byteOffset === 0 && reuse.buffer.byteLength >= size
+  const bytes = new Uint8Array(fits ? reuse.buffer : new ArrayBuffer(Math.ceil(size * 1.25)), 0, size)
+  const starts: number[] = []
+  let at = 0
+  for (const chunk of chunks) {
+    readFully(fd, bytes.subarray(at, at + chunk.size), chunk.offset, path)
+    starts.push(at)
+    at += chunk.size
+  }
+  return { bytes, starts }
 }
 
 /** The file's footer (FileMetaData): its length and magic from the last 8 bytes, then the footer itself. */

@@ -251,3 +251,21 @@ export function loadNativeKernels(): Kernels | undefined {
 
 /** What the pipeline uses: the C kernels when built, else the JavaScript ones (SEEDSCOPE_KERNELS=js forces them). */
 export const kernels: Kernels = (process.env.SEEDSCOPE_KERNELS === 'js' ? undefined : loadNativeKernels()) ?? jsKernels
+
+/**
+ * Read-only file mappings (native/kernels/mapping.c), so that shard readers hand the kernels the page cache itself
+ * instead of a copy of it; undefined with the JavaScript kernels, whose readers copy.
+ */
+export interface FileMapping {
+  /** Bytes [offset, offset + length) of the open file fd. The file must not shrink while mapped. */
+  map(fd: number, offset: number, length: number): Uint8Array
+  /** Unmap a view map returned, now: its memory (and every view of it) becomes empty. */
+  unmap(view: Uint8Array): void
+}
+
+export const fileMapping: FileMapping | undefined = kernels.name === 'native' ? loadFileMapping() : undefined
+
+function loadFileMapping(): FileMapping {
+  const addon = createRequire(import.meta.url)(ADDON) as { mapFile: FileMapping['map']; unmapFile: FileMapping['unmap'] }
+  return { map: addon.mapFile, unmap: addon.unmapFile }
+}

@@ -1,0 +1,89 @@
+// Read-only file mappings for the readers of activation shards: the correlate and stats stages pass over every
+// shard's bytes once per pass, and reading them first copied each byte from the page cache into a buffer. A
+// mapping lets the kernels read the page cache directly.
+//
+// mapFile(fd, offset, length) returns a Uint8Array over bytes [offset, offset + length) of the open file; the
+// file must not shrink while mapped (shards are written to a temporary name and renamed, never rewritten in
+// place). unmapFile(view) unmaps it at once: its ArrayBuffer is detached first, so the view and every other view
+// of it become empty instead of pointing at unmapped memory. A mapping never unmapped is unmapped when collected.
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "kernels.h"
+
+typedef struct {
+  void* base;     // page-aligned start of the mapping
+  size_t length;  // bytes mapped from base
+} Mapping;
+
+static void release_mapping(napi_env env, void* data, void* hint) {
+  (void)env;
+  (void)data;
+  Mapping* m = hint;
+  munmap(m->base, m->length);
+  free(m);
+}
+
+// mapFile(fd, offset, length): Uint8Array over the file's bytes [offset, offset + length), read-only.
+static napi_value MapFile(napi_env env, napi_callback_info info) {
+  napi_value argv[3];
+  int64_t fd, offset, length;
+  if (!get_args(env, info, 3, argv, "mapFile(fd, offset, length)") || !int_arg(env, argv[0], "fd", &fd) ||
+      !int_arg(env, argv[1], "offset", &offset) || !int_arg(env, argv[2], "length", &length)) {
+    return NULL;
+  }
+  if (length == 0) {
+    range_error(env, "kernels: mapFile of 0 bytes");
+    return NULL;
+  }
+  const int64_t page = sysconf(_SC_PAGESIZE);
+  const int64_t start = offset - offset % page;
+  Mapping* m = malloc(sizeof *m);
+  if (!m) {
+    range_error(env, "kernels: out of memory");
+    return NULL;
+  }
+  m->length = (size_t)(offset - start + length);
+  m->base = mmap(NULL, m->length, PROT_READ, MAP_PRIVATE, (int)fd, (off_t)start);
+  if (m->base == MAP_FAILED) {
+    int error = errno;
+    free(m);
+    range_error(env, "kernels: mmap of %lld bytes at %lld failed: %s", (long long)length, (long long)offset, strerror(error));
+    return NULL;
+  }
+  madvise(m->base, m->length, MADV_SEQUENTIAL);  // read ahead further, drop pages behind sooner
+  napi_value buffer, view;
+  if (napi_create_external_arraybuffer(env, m->base, m->length, release_mapping, m, &buffer) != napi_ok) {
+    munmap(m->base, m->length);
+    free(m);
+    range_error(env, "kernels: cannot wrap a mapping in an ArrayBuffer");
+    return NULL;
+  }
+  if (napi_create_typedarray(env, napi_uint8_array, (size_t)length, buffer, (size_t)(offset - start), &view) != napi_ok) return NULL;
+  return view;
+}
+
+// unmapFile(view): detach the mapping's ArrayBuffer, which unmaps it (through release_mapping) once V8 lets go.
+static napi_value UnmapFile(napi_env env, napi_callback_info info) {
+  napi_value argv[1], buffer;
+  bool is_typedarray = false;
+  if (!get_args(env, info, 1, argv, "unmapFile(view)")) return NULL;
+  if (napi_is_typedarray(env, argv[0], &is_typedarray) != napi_ok || !is_typedarray ||
+      napi_get_typedarray_info(env, argv[0], NULL, NULL, NULL, &buffer, NULL) != napi_ok) {
+    napi_throw_type_error(env, NULL, "kernels: unmapFile expects a view returned by mapFile");
+    return NULL;
+  }
+  if (napi_detach_arraybuffer(env, buffer) != napi_ok) {
+    napi_throw_type_error(env, NULL, "kernels: unmapFile could not detach the mapping");
+    return NULL;
+  }
+  return NULL;
+}
+
+napi_status register_mapping(napi_env env, napi_value exports) {
+  napi_status s = define_function(env, exports, "mapFile", MapFile);
+  return s == napi_ok ? define_function(env, exports, "unmapFile", UnmapFile) : s;
+}
