@@ -3,8 +3,7 @@
 import { existsSync, readFileSync } from 'node:fs'
 import type { CommandModule } from 'yargs'
 import { atPath, UserError } from '../errors.js'
-import { writeSafetensors, type TensorToWrite } from '../io/safetensors.js'
-import { loadInstrumentedModel, tokenBatch } from '../model/instrumented.js'
+import type { TensorToWrite } from '../io/safetensors.js'
 import type { Intervention } from '../model/interventions.js'
 import { INSPECT_OUTPUTS, parseNeuron } from '../model/sites.js'
 
@@ -33,6 +32,7 @@ export const inspectCommand: CommandModule<object, InspectArgs> = {
       .example('$0 inspect --model data/models/gpt2-s0 --input-ids ids.json --out acts.safetensors --zero 3.17', '')
       .example('$0 inspect --model m --input-ids ids.json --out o.safetensors --scale 0.5:3 --fix 1.2:0.5', ''),
   handler: async (args) => {
+    const [{ writeSafetensors }, { loadInstrumentedModel, tokenBatch }] = await Promise.all([import('../io/safetensors.js'), import('../model/instrumented.js')])
     const rows = readInputIds(args['input-ids'])
     const tokens = (() => {
       try {

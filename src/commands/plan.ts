@@ -5,11 +5,6 @@ import type { CommandModule } from 'yargs'
 import { configFromArgs, withConfigOptions, type ConfigArgs } from '../config-cli.js'
 import { UserError } from '../errors.js'
 import { displayPath } from '../runner/lock.js'
-import { bytes, planEnvironment, planPipeline, type PipelinePlan } from '../runner/plan.js'
-import { forgetCalibration } from '../stages/calibrate.js'
-import { duration } from '../stages/plan-estimates.js'
-import { registeredStages } from '../stages/index.js'
-import { planStudy } from '../stages/stage-plans.js'
 
 interface PlanArgs extends ConfigArgs {
   tokens?: string
@@ -40,6 +35,10 @@ export const planCommand: CommandModule<object, PlanArgs> = {
     const { config } = configFromArgs(args)
     if (args.study && args.tokens !== undefined) throw new UserError('--study plans 1e8 tokens per seed; give --study or --tokens, not both')
     const tokens = args.tokens === undefined ? undefined : tokenCount(args.tokens)
+    // The planner's modules load only when planning, so --help and the other commands start fast.
+    const [{ planEnvironment, planPipeline }, { forgetCalibration }, { registeredStages }, { planStudy }, { formatPlan }] = await Promise.all([
+      import('../runner/plan.js'), import('../stages/calibrate.js'), import('../stages/index.js'), import('../stages/stage-plans.js'), import('./plan-format.js'),
+    ])
     if (args.recalibrate) forgetCalibration(config.output_dir)
     const where = displayPath(config.output_dir)
     const study = args.study ? await planStudy(config, planEnvironment(config)) : undefined
@@ -55,50 +54,4 @@ function tokenCount(text: string): number {
   const n = Number(text.replaceAll('_', ''))
   if (!Number.isFinite(n) || n < 1) throw new UserError(`--tokens: expected a positive number of tokens such as 1e8, got ${JSON.stringify(text)}`)
   return Math.round(n)
-}
-
-export function formatPlan(plan: PipelinePlan, outputDir: string): string[] {
-  const { env } = plan
-  const free = env.freeDiskBytes === undefined ? 'unknown disk' : `${bytes(env.freeDiskBytes)} free`
-  const lines = [
-    `machine: ${env.cores} cores, ${bytes(env.totalMemoryBytes)} memory (${bytes(env.freeMemoryBytes)} free), ` +
-      `${free} under ${outputDir}, provider ${env.provider}`,
-  ]
-  if (plan.stages.length === 0) return [...lines, 'plan: no stages registered yet']
-  const header = ['stage', 'units', 'to run', 'tokens', 'FLOPs', 'disk', 'memory', 'time']
-  const unknown = (s: PipelinePlan['stages'][number]) => s.problem !== undefined || (s.waitingFor.length > 0 && s.units === 0)
-  const rows = plan.stages.map((s) => [
-    s.stage,
-    unknown(s) ? '?' : String(s.units),
-    unknown(s) ? '?' : String(s.toRun),
-    maybe(s.estimate.tokens, count),
-    maybe(s.estimate.flops, (n) => n.toExponential(1)),
-    maybe(s.estimate.diskBytes, bytes),
-    maybe(s.estimate.memoryBytes, bytes),
-    maybe(s.estimate.seconds, duration),
-  ])
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)))
-  const row = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ')
-  lines.push(row(header), ...rows.map(row))
-  for (const s of plan.stages) {
-    if (s.problem) lines.push(`${s.stage}: units unknown (${s.problem})`)
-    else if (s.waitingFor.length && s.units === 0) lines.push(`${s.stage}: units known once ${s.waitingFor.join(', ')} ran`)
-    for (const note of s.estimate.notes ?? []) lines.push(`${s.stage}: ${note}`)
-  }
-  const toRun = plan.stages.reduce((n, s) => n + s.toRun, 0)
-  const seconds = plan.stages.reduce((n, s) => n + (s.estimate.seconds ?? 0), 0)
-  const time = seconds ? `, about ${duration(seconds)}` : ''
-  const warned = plan.warnings.length ? `, ${plan.warnings.length} warning${plan.warnings.length === 1 ? '' : 's'} (below)` : ''
-  lines.push(`plan: ${toRun} unit${toRun === 1 ? '' : 's'} to run${time}${warned}`)
-  return lines
-}
-
-function maybe(n: number | undefined, format: (n: number) => string): string {
-  return n === undefined ? '–' : format(n)
-}
-
-function count(n: number): string {
-  const units: [number, string][] = [[1e12, 'T'], [1e9, 'G'], [1e6, 'M'], [1e3, 'k']]
-  for (const [size, suffix] of units) if (n >= size) return `${(n / size).toFixed(1)}${suffix}`
-  return String(Math.round(n))
 }

@@ -2,9 +2,7 @@
 // twice aborts at once. Ends with one summary line: units run and skipped per stage.
 import type { CommandModule } from 'yargs'
 import { configFromArgs, configKeysHelp, withConfigOptions, type ConfigArgs } from '../config-cli.js'
-import { createReporter } from '../runner/progress.js'
-import { runPipeline, type RunSummary } from '../runner/run.js'
-import { registeredStages } from '../stages/index.js'
+import type { RunSummary } from '../runner/run.js'
 
 interface RunArgs extends ConfigArgs {
   stages?: string
@@ -24,6 +22,8 @@ export const runCommand: CommandModule<object, RunArgs> = {
       .epilogue(configKeysHelp()),
   handler: async (args) => {
     const { config } = configFromArgs(args)
+    // The pipeline's modules load only for the command that needs them, so --help and the other commands start fast.
+    const [{ createReporter }, { runPipeline }, { registeredStages }] = await Promise.all([import('../runner/progress.js'), import('../runner/run.js'), import('../stages/index.js')])
     const stages = await registeredStages(process.env)
     const reporter = createReporter(process.stderr)
     const stop = new AbortController()

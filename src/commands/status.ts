@@ -2,8 +2,7 @@
 // `status`): `extract alpha/shard-0003: stale (params changed: extract.dtype)`.
 import type { CommandModule } from 'yargs'
 import { configFromArgs, withConfigOptions, type ConfigArgs } from '../config-cli.js'
-import { pipelineStatus, type StageStatus } from '../runner/status.js'
-import { registeredStages } from '../stages/index.js'
+import type { StageStatus } from '../runner/status.js'
 
 const SHOWN_PER_STAGE = 20
 
@@ -13,6 +12,7 @@ export const statusCommand: CommandModule<object, ConfigArgs> = {
   builder: (yargs) => withConfigOptions(yargs),
   handler: async (args) => {
     const { config } = configFromArgs(args)
+    const [{ pipelineStatus }, { registeredStages }] = await Promise.all([import('../runner/status.js'), import('../stages/index.js')])
     const report = await pipelineStatus(config, await registeredStages(process.env))
     process.stdout.write(formatStatus(report).join('\n') + '\n')
   },

@@ -1,7 +1,6 @@
 // `seedscope summary`: what a finished run found, readable in a terminal (see src/report/summary.ts).
 import type { CommandModule } from 'yargs'
 import { type ConfigArgs, configFromArgs, withConfigOptions } from '../config-cli.js'
-import { summarizeRun } from '../report/summary.js'
 
 interface SummaryArgs extends ConfigArgs {
   top: number
@@ -19,6 +18,7 @@ export const summaryCommand: CommandModule<object, SummaryArgs> = {
       .option('context', { type: 'number', default: 12, describe: 'tokens of context shown before each activating token' }),
   handler: async (args) => {
     const { config } = configFromArgs(args)
+    const { summarizeRun } = await import('../report/summary.js')
     process.stdout.write(`${await summarizeRun(config, { top: args.top, seeds: args.seed, contextTokens: args.context })}\n`)
   },
 }

@@ -2,7 +2,6 @@
 // Special-token strings in the text are encoded as text, as in the pipeline (see src/model/tokenizer.ts).
 import type { CommandModule } from 'yargs'
 import { UserError } from '../errors.js'
-import { loadTokenizer } from '../model/tokenizer.js'
 
 interface TokenizeTextArgs {
   tokenizer: string
@@ -25,6 +24,7 @@ export const tokenizeTextCommand: CommandModule<object, TokenizeTextArgs> = {
         describe: 'text: "<|endoftext|>" in the text is encoded as text, as the pipeline does; match: as the special token (Hugging Face\'s default)',
       }),
   handler: async ({ tokenizer: path, 'special-tokens': specialTokens }) => {
+    const { loadTokenizer } = await import('../model/tokenizer.js')
     const tokenizer = await loadTokenizer(path)
     const ids = await tokenizer.encode(await readStdinText(), { specialTokens })
     process.stdout.write(`[${ids.join(',')}]\n`)

@@ -7,7 +7,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, truncateSync,
 import { hostname, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, beforeEach, describe, expect, test } from 'vitest'
-import { formatPlan } from '../../src/commands/plan.js'
+import { formatPlan } from '../../src/commands/plan-format.js'
 import { formatStatus } from '../../src/commands/status.js'
 import type { PipelineConfig } from '../../src/config.js'
 import { loadConfig } from '../../src/config-load.js'
