@@ -22,11 +22,15 @@ export function shardStatsTensors(moments: NeuronMoments, top: TopActivations): 
 
 // Histogram counts are integers: int32 halves the file (its largest part: 257 counts per neuron) whenever they
 // fit, which a shard's always do; a whole corpus's may not (streamed mode), then they stay float64.
+// One pass: checking and converting separately took ~90 ms per GPT-2-small shard, on the thread feeding the model.
 function histogramTensor(histogram: Float64Array, n: number): TensorToWrite {
-  let max = 0
-  for (let i = 0; i < histogram.length; i++) if (histogram[i] > max) max = histogram[i]
   const shape = [n, HISTOGRAM_BINS]
-  return max <= 0x7fffffff ? { dtype: 'I32', shape, data: Int32Array.from(histogram) } : { dtype: 'F64', shape, data: histogram }
+  const counts = new Int32Array(histogram.length)
+  for (let i = 0; i < histogram.length; i++) {
+    if (histogram[i] > 0x7fffffff) return { dtype: 'F64', shape, data: histogram }
+    counts[i] = histogram[i]
+  }
+  return { dtype: 'I32', shape, data: counts }
 }
 
 export function readShardStats(path: string): { moments: MomentsState; top: TopActivationsState } {
