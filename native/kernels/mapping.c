@@ -54,7 +54,7 @@ static napi_value MapFile(napi_env env, napi_callback_info info) {
     range_error(env, "kernels: mmap of %lld bytes at %lld failed: %s", (long long)length, (long long)offset, strerror(error));
     return NULL;
   }
-  madvise(m->base, m->length, MADV_SEQUENTIAL);  // read ahead further, drop pages behind sooner
+  madvise(m->base, m->length, MADV_SEQUENTIAL);  // the kernel reads ahead further (shards are read front to back)
   napi_value buffer, view;
   if (napi_create_external_arraybuffer(env, m->base, m->length, release_mapping, m, &buffer) != napi_ok) {
     munmap(m->base, m->length);
