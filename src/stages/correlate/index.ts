@@ -11,6 +11,7 @@ import { type StreamBlock, streamUnitId } from '../extract/stream.js'
 import { correlatePair } from './pair.js'
 import { correlateScreened } from './screened.js'
 import { finishStreamedPair } from './streamed.js'
+import { unorderedPairs } from '../plan-estimates.js'
 import { planCorrelate } from '../stage-plans.js'
 
 /** How often sums are saved; it changes nothing in the results, so it travels on the unit, outside the hash. */
@@ -43,11 +44,6 @@ export const pairPath = (a: string, b: string) => `correlate/${pairName(a, b)}.p
 export const SCREENED_UNIT = 'screened'
 export const screenReportPath = 'correlate/screened.json'
 
-/** The seed pairs of a family, in config order (a before b). */
-export function seedPairs(seeds: readonly string[]): { a: string; b: string }[] {
-  return seeds.flatMap((a, i) => seeds.slice(i + 1).map((b) => ({ a, b })))
-}
-
 export const checkpointing = (cfg: PipelineConfig): Checkpointing => ({
   tokens: cfg.correlate.checkpoint_every,
   minutes: cfg.correlate.checkpoint_minutes,
@@ -70,20 +66,18 @@ export const correlate: Stage<CorrelateUnit, CorrelateParams> = {
     const blocks = streamed ? streamedBlocks(cfg) : undefined
     const streamDone = (blocks?.map(streamUnitId) ?? [streamUnitId()]).every((id) => done.has(id))
     const units: PairUnit[] = []
-    cfg.seeds.forEach((a, i) => {
-      for (const b of cfg.seeds.slice(i + 1)) {
-        const base = { id: pairName(a.name, b.name), a: a.name, b: b.name, checkpointing: checkpointing(cfg) }
-        if (streamed) {
-          if (streamDone) units.push({ ...base, mode: 'streamed', ...(blocks ? { blocks } : {}) })
-          continue
-        }
-        const shards = commonShards(done, [a.name, b.name])
-        if (shards.length) units.push({ ...base, mode: 'stored', shards })
+    for (const [a, b] of unorderedPairs(cfg.seeds.map((s) => s.name))) {
+      const base = { id: pairName(a, b), a, b, checkpointing: checkpointing(cfg) }
+      if (streamed) {
+        if (streamDone) units.push({ ...base, mode: 'streamed', ...(blocks ? { blocks } : {}) })
+        continue
       }
-    })
+      const shards = commonShards(done, [a, b])
+      if (shards.length) units.push({ ...base, mode: 'stored', shards })
+    }
     return units
   },
-  outputs: (u) => (u.mode === 'screened' ? [...seedPairs(u.seeds).map((p) => pairPath(p.a, p.b)), screenReportPath] : [pairPath(u.a, u.b)]),
+  outputs: (u) => (u.mode === 'screened' ? [...unorderedPairs(u.seeds).map(([a, b]) => pairPath(a, b)), screenReportPath] : [pairPath(u.a, u.b)]),
   inputs: (u) => {
     const seeds = u.mode === 'screened' ? u.seeds : [u.a, u.b]
     const within = seeds.map((seed) => ({ stage: 'stats', unit: seed }))

@@ -11,7 +11,8 @@ import { kernels } from '../../stats/kernels.js'
 import type { ChunkRows } from '../../stats/pearson.js'
 import { fullFlops, screenFamily, screeningOverheadFlops, type ScreenReport, type ScreenState } from '../../stats/screen/family.js'
 import { activationPath } from '../extract/index.js'
-import { type CorrelateParams, type FamilyUnit, pairName, screenReportPath, seedPairs } from './index.js'
+import { unorderedPairs } from '../plan-estimates.js'
+import { type CorrelateParams, type FamilyUnit, pairName, screenReportPath } from './index.js'
 import { checkAligned, correlatePair, rotationRecord, seedWithin } from './pair.js'
 import { exactWhereEqual } from './pair-table.js'
 import { writePairOutput } from './pair-output.js'
@@ -86,9 +87,9 @@ export async function correlateScreened(u: FamilyUnit, ctx: StageContext<Correla
 
 /** Every pair as the full mode computes it, each with its own checkpoint; the tables are the full mode's. */
 async function correlateInFull(u: FamilyUnit, ctx: StageContext<CorrelateParams>, tokens: number): Promise<void> {
-  const pairs = seedPairs(u.seeds)
+  const pairs = unorderedPairs(u.seeds)
   ctx.progress.setTotal(pairs.length * tokens)
-  for (const { a, b } of pairs) {
+  for (const [a, b] of pairs) {
     const id = pairName(a, b)
     const pairCtx: StageContext<CorrelateParams> = {
       ...ctx,
