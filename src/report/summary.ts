@@ -123,15 +123,14 @@ function oneLine(text: string): string {
 
 /**
  * The median of mean_baseline over the neurons. Where the screened mode only bounded some baselines, the
- * median of the lower bounds and that of the upper bounds enclose it (each neuron's lo ≤ baseline ≤ hi, and the
- * median is monotone), so the text gives that interval rather than the median of the exact ones alone.
+ * median of the lower bounds and that of the upper bounds enclose it (each neuron's lo ≤ baseline ≤ hi, equal
+ * where it is exact, and the median is monotone), so the text gives that interval rather than the median of the
+ * exact ones alone.
  */
 export function medianBaseline(rows: Row[]): string {
   const bounded = rows.some((r) => !Number.isFinite(r.mean_baseline) && Number.isFinite(r.mean_baseline_lo))
   if (!bounded) return fmt(median(rows.map((r) => r.mean_baseline as number)))
-  const lo = median(rows.map((r) => (Number.isFinite(r.mean_baseline) ? r.mean_baseline : r.mean_baseline_lo) as number))
-  const hi = median(rows.map((r) => (Number.isFinite(r.mean_baseline) ? r.mean_baseline : r.mean_baseline_hi) as number))
-  return `${fmt(lo)}–${fmt(hi)}`
+  return `${fmt(median(rows.map((r) => r.mean_baseline_lo as number)))}–${fmt(median(rows.map((r) => r.mean_baseline_hi as number)))}`
 }
 
 function median(values: number[]): number {
