@@ -172,7 +172,7 @@ async function main(): Promise<void> {
   const closers: (() => unknown)[] = []
   const details: string[] = []
   for (const threads of THREADS) {
-    for (const name of ['openblas', 'onnxruntime', 'js'] as GemmBackendName[]) {
+    for (const name of ['amx', 'openblas', 'onnxruntime', 'js'] as GemmBackendName[]) {
       let backend: GemmBackend
       try {
         backend = loadGemmBackend(name, threads)

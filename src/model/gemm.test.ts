@@ -36,7 +36,7 @@ function tryLoad(name: GemmBackendName): GemmBackend | string {
     return (error as Error).message
   }
 }
-const backends = (['openblas', 'onnxruntime', 'js'] as const).map((name) => ({ name, backend: tryLoad(name) }))
+const backends = (['amx', 'openblas', 'onnxruntime', 'js'] as const).map((name) => ({ name, backend: tryLoad(name) }))
 afterAll(() => {
   for (const { backend } of backends) if (typeof backend !== 'string') backend.close()
 })
@@ -52,16 +52,33 @@ for (const { name, backend } of backends) {
   const reason = typeof backend === 'string' ? backend : undefined
   describe.skipIf(reason !== undefined)(`gemm backend ${name}${reason ? ` (skipped: ${reason})` : ''}`, () => {
     const gemm = () => (backend as GemmBackend).gemm
+    // Float32 summation in any order: |error| ≤ (k + 1)·u·Σ|a·b| with u = 2^-24 (Higham's γ_k bound). The AMX
+    // backend adds six part products per product (native/kernels/amx.c), so 6k additions, and drops parts
+    // below 2^-23·|a·b|.
+    const additions = (k: number) => (name === 'amx' ? 6 * k + 2 : k + 1)
 
     it.each(ODD_SHAPES)('matches the float64 triple loop for m=%i n=%i k=%i', (m, n, k) => {
       const a = randomFloat32(m * k, 1), b = randomFloat32(n * k, 2)
       const out = new Float32Array(m * n).fill(123)  // overwritten, not accumulated into
       gemm()(a, b, m, n, k, out)
       const { exact, magnitude } = naive(a, b, m, n, k)
-      // Float32 summation in any order: |error| ≤ (k + 1)·u·Σ|a·b| with u = 2^-24 (Higham's γ_k bound).
       for (let i = 0; i < exact.length; i++) {
-        expect(Math.abs(out[i] - exact[i])).toBeLessThanOrEqual((k + 1) * 2 ** -24 * magnitude[i] + 1e-30)
+        expect(Math.abs(out[i] - exact[i])).toBeLessThanOrEqual(additions(k) * 2 ** -24 * magnitude[i] + 1e-30)
       }
+    })
+
+    it('reproduces A exactly when B is the identity, over every exponent and all 24 significant bits', () => {
+      const [m, k] = [37, 70]
+      const random = seededRandom(9, 0)
+      const a = new Float32Array(m * k)
+      for (let i = 0; i < a.length; i++) {
+        a[i] = (random() < 0.5 ? -1 : 1) * (1 + Math.floor(random() * 2 ** 23) / 2 ** 23) * 2 ** Math.floor(random() * 120 - 60)
+      }
+      const identity = new Float32Array(k * k)
+      for (let p = 0; p < k; p++) identity[p * k + p] = 1
+      const out = new Float32Array(m * k)
+      gemm()(a, identity, m, k, k, out)
+      expect(out).toEqual(a)
     })
 
     it.each(LARGE_SHAPES)('agrees with the pure-JS fallback for m=%i n=%i k=%i', (m, n, k) => {
@@ -82,7 +99,7 @@ for (const { name, backend } of backends) {
       gemm()(a, a, n, n, k, out)
       const { exact, magnitude } = naive(a, a, n, n, k)
       for (let i = 0; i < exact.length; i++) {
-        expect(Math.abs(out[i] - exact[i])).toBeLessThanOrEqual((k + 1) * 2 ** -24 * magnitude[i] + 1e-30)
+        expect(Math.abs(out[i] - exact[i])).toBeLessThanOrEqual(additions(k) * 2 ** -24 * magnitude[i] + 1e-30)
       }
       for (let i = 0; i < n; i++) for (let j = 0; j < i; j++) expect(out[i * n + j]).toBe(out[j * n + i])
     })
@@ -118,8 +135,24 @@ for (const { name, backend } of backends) {
   })
 }
 
+describe('the AMX backend', () => {
+  const amx = backends.find(({ name }) => name === 'amx')!.backend
+  it.skipIf(typeof amx === 'string')('gives the same bits on any thread count (each entry has one owner and one order)', () => {
+    const [m, n, k] = [100, 70, 1100]   // several 512-token blocks, edge tiles on both sides
+    const a = randomFloat32(m * k, 13), b = randomFloat32(n * k, 14)
+    const one = loadGemmBackend('amx', 1), out1 = new Float32Array(m * n), out2 = new Float32Array(m * n)
+    try {
+      one.gemm(a, b, m, n, k, out1)
+    } finally {
+      one.close()
+    }
+    ;(amx as GemmBackend).gemm(a, b, m, n, k, out2)
+    expect(out2).toEqual(out1)
+  })
+})
+
 describe('the OpenBLAS addon', () => {
-  const openblas = backends[0].backend
+  const openblas = backends.find(({ name }) => name === 'openblas')!.backend
   it.skipIf(typeof openblas === 'string')('checks its arguments instead of reading out of bounds', () => {
     const gemm = (openblas as GemmBackend).gemm as (...args: unknown[]) => void
     const a = new Float32Array(12), out = new Float32Array(16)
@@ -146,14 +179,30 @@ describe('the OpenBLAS addon', () => {
 })
 
 describe('loadFastGemm', () => {
+  const automatic = ['openblas', 'onnxruntime', 'js']   // amx only on request (SEEDSCOPE_GEMM)
   it('picks OpenBLAS when the addon is built, and says why it skipped faster backends otherwise', () => {
     const fast = loadFastGemm(1)
     try {
-      const expected = backends.find(({ backend }) => typeof backend !== 'string')!.name
+      const expected = backends.find(({ name, backend }) => automatic.includes(name) && typeof backend !== 'string')!.name
       expect(fast.name).toBe(expected)
-      expect(fast.skipped).toHaveLength(['openblas', 'onnxruntime', 'js'].indexOf(expected))
+      expect(fast.skipped).toHaveLength(automatic.indexOf(expected))
     } finally {
       fast.close()
+    }
+  })
+
+  it('loads the backend SEEDSCOPE_GEMM names, and rejects a name it does not know', () => {
+    const saved = process.env.SEEDSCOPE_GEMM
+    try {
+      process.env.SEEDSCOPE_GEMM = 'js'
+      const js = loadFastGemm(1)
+      expect(js.name).toBe('js')
+      js.close()
+      process.env.SEEDSCOPE_GEMM = 'mkl'
+      expect(() => loadFastGemm(1)).toThrow(/SEEDSCOPE_GEMM=mkl: expected one of amx, openblas, onnxruntime, js/)
+    } finally {
+      if (saved === undefined) delete process.env.SEEDSCOPE_GEMM
+      else process.env.SEEDSCOPE_GEMM = saved
     }
   })
 

@@ -1,6 +1,10 @@
 // The correlation GEMM's backends (SPEC §7): picks the fastest implementation of src/stats/gemm.ts's `Gemm`
 // contract that this machine offers. src/stats stays pure math; native code and onnxruntime are loaded here.
 //
+//   amx          native/kernels/amx.c, on the bf16 tile units of Intel Sapphire Rapids and later: each value as
+//                three bf16 parts, six part products, float32 accuracy. 1.2× OpenBLAS per CPU second on the bare
+//                product, but no faster measurably in the correlate stage yet, so only on request
+//                (SEEDSCOPE_GEMM=amx; bench/README.md, session 10). Its gemmNN is OpenBLAS's when that is built.
 //   openblas     native/sgemm, an N-API addon over OpenBLAS cblas_sgemm (built by `make native` when
 //                libopenblas-dev is installed). Zero-copy and synchronous: numpy's speed (the same call).
 //   onnxruntime  a Gemm(transB=1) session in a worker thread, made synchronous with Atomics.wait (see
@@ -14,9 +18,12 @@ import { createRequire } from 'node:module'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import { MessageChannel, type MessagePort, receiveMessageOnPort, Worker } from 'node:worker_threads'
 import { gemmFallback, type Gemm, type GemmNN } from '../stats/gemm.js'
+import { amxGemm } from '../stats/kernels.js'
+import { UserError } from '../errors.js'
 import type { OrtThreadData, OrtThreadReply, OrtThreadRequest } from './gemm-ort-thread.js'
 
-export type GemmBackendName = 'openblas' | 'onnxruntime' | 'js'
+const BACKEND_NAMES = ['amx', 'openblas', 'onnxruntime', 'js'] as const
+export type GemmBackendName = (typeof BACKEND_NAMES)[number]
 
 export interface GemmBackend {
   readonly name: GemmBackendName
@@ -64,7 +71,7 @@ export function loadGemmBackend(name: GemmBackendName, threads: number): GemmBac
     const failure = unavailable.get(key)
     if (failure) throw failure
     try {
-      engine = name === 'openblas' ? openblasEngine(threads) : name === 'onnxruntime' ? ortEngine(threads)
+      engine = name === 'amx' ? amxEngine(threads) : name === 'openblas' ? openblasEngine(threads) : name === 'onnxruntime' ? ortEngine(threads)
         : { gemm: gemmFallback, detail: 'pure-JS fallback, 1 thread', users: 0, stop() {} }
     } catch (error) {
       unavailable.set(key, error as Error)
@@ -102,11 +109,16 @@ export function loadGemmBackend(name: GemmBackendName, threads: number): GemmBac
 }
 
 /**
- * The fastest available backend: OpenBLAS, else onnxruntime, else pure JS. `skipped` lists why each faster
+ * The fastest available backend: OpenBLAS, else onnxruntime, else pure JS; SEEDSCOPE_GEMM names one instead. `skipped` lists why each faster
  * one was passed over, for the one log line a stage prints.
  */
 export function loadFastGemm(threads: number): GemmBackend & { skipped: string[] } {
   const skipped: string[] = []
+  const forced = process.env.SEEDSCOPE_GEMM   // one backend by name, for comparisons (bench/README.md)
+  if (forced) {
+    if (!(BACKEND_NAMES as readonly string[]).includes(forced)) throw new UserError(`SEEDSCOPE_GEMM=${forced}: expected one of ${BACKEND_NAMES.join(', ')}`)
+    return { ...loadGemmBackend(forced as GemmBackendName, threads), skipped }
+  }
   for (const name of ['openblas', 'onnxruntime'] as const) {
     try {
       return { ...loadGemmBackend(name, threads), skipped }
@@ -115,6 +127,23 @@ export function loadFastGemm(threads: number): GemmBackend & { skipped: string[]
     }
   }
   return { ...loadGemmBackend('js', threads), skipped }
+}
+
+function amxEngine(threads: number): Engine {
+  if (amxGemm.problem) throw new Error(amxGemm.problem)
+  let gemmNN: GemmNN | undefined
+  try {
+    gemmNN = openblasEngine(threads).gemmNN
+  } catch {
+    // callers transpose and use gemm instead
+  }
+  return {
+    gemm: (a, b, m, n, k, out) => amxGemm.gemm(a, b, m, n, k, out, threads),
+    gemmNN,
+    detail: `AMX bf16 tiles, 3 parts per value (float32 accuracy), ${threads} threads`,
+    users: 0,
+    stop() {},
+  }
 }
 
 function openblasEngine(threads: number): Engine {

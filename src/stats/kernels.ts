@@ -269,3 +269,25 @@ function loadFileMapping(): FileMapping {
   const addon = createRequire(import.meta.url)(ADDON) as { mapFile: FileMapping['map']; unmapFile: FileMapping['unmap'] }
   return { map: addon.mapFile, unmap: addon.unmapFile }
 }
+
+/**
+ * The correlation GEMM on Intel AMX tiles (native/kernels/amx.c): out = A·Bᵀ like src/stats/gemm.ts's `Gemm`, float32
+ * accuracy from three bf16 parts per value. src/model/gemm.ts offers it as the `amx` backend.
+ */
+export interface AmxGemm {
+  /** Why it cannot run here (one line), or null when it can. */
+  readonly problem: string | null
+  gemm(a: Float32Array, b: Float32Array, m: number, n: number, k: number, out: Float32Array, threads: number): void
+}
+
+export const amxGemm: AmxGemm = kernels.name === 'native' ? loadAmxGemm() : {
+  problem: process.env.SEEDSCOPE_KERNELS === 'js' ? 'SEEDSCOPE_KERNELS=js turns the native kernels off' : 'native/kernels is not built (run make native)',
+  gemm: () => {
+    throw new Error('gemm (amx): the native kernels are not loaded')
+  },
+}
+
+function loadAmxGemm(): AmxGemm {
+  const addon = createRequire(import.meta.url)(ADDON) as { amxProblem(): string | null; amxGemm: AmxGemm['gemm'] }
+  return { problem: addon.amxProblem(), gemm: addon.amxGemm }
+}
