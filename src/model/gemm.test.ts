@@ -200,6 +200,11 @@ describe('loadFastGemm', () => {
       js.close()
       process.env.SEEDSCOPE_GEMM = 'mkl'
       expect(() => loadFastGemm(1)).toThrow(/SEEDSCOPE_GEMM=mkl: expected one of amx, openblas, onnxruntime, js/)
+      const missing = backends.find(({ backend }) => typeof backend === 'string')   // e.g. amx on another CPU
+      if (missing) {
+        process.env.SEEDSCOPE_GEMM = missing.name
+        expect(() => loadFastGemm(1)).toThrow(new RegExp(`SEEDSCOPE_GEMM=${missing.name}: .*; unset it to let seedscope choose`))
+      }
     } finally {
       if (saved === undefined) delete process.env.SEEDSCOPE_GEMM
       else process.env.SEEDSCOPE_GEMM = saved

@@ -117,7 +117,11 @@ export function loadFastGemm(threads: number): GemmBackend & { skipped: string[]
   const forced = process.env.SEEDSCOPE_GEMM   // one backend by name, for comparisons (bench/README.md)
   if (forced) {
     if (!(BACKEND_NAMES as readonly string[]).includes(forced)) throw new UserError(`SEEDSCOPE_GEMM=${forced}: expected one of ${BACKEND_NAMES.join(', ')}`)
-    return { ...loadGemmBackend(forced as GemmBackendName, threads), skipped }
+    try {
+      return { ...loadGemmBackend(forced as GemmBackendName, threads), skipped }
+    } catch (error) {
+      throw new UserError(`SEEDSCOPE_GEMM=${forced}: ${(error as Error).message}; unset it to let seedscope choose`)
+    }
   }
   for (const name of ['openblas', 'onnxruntime'] as const) {
     try {
