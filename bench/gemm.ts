@@ -14,7 +14,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs'
 import { loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
-import { type GemmBackend, type GemmBackendName, loadGemmBackend } from '../src/model/gemm.js'
+import { GEMM_BACKENDS, type GemmBackend, loadGemmBackend } from '../src/model/gemm.js'
 import { createGemmRunner, type GemmRunner } from '../src/model/runtime.js'
 
 const THREADS = (process.env.BENCH_THREADS ?? '1,2').split(',').map(Number)
@@ -172,7 +172,7 @@ async function main(): Promise<void> {
   const closers: (() => unknown)[] = []
   const details: string[] = []
   for (const threads of THREADS) {
-    for (const name of ['amx', 'openblas', 'onnxruntime', 'js'] as GemmBackendName[]) {
+    for (const name of GEMM_BACKENDS) {
       let backend: GemmBackend
       try {
         backend = loadGemmBackend(name, threads)

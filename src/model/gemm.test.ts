@@ -2,7 +2,7 @@ import { afterAll, describe, expect, it } from 'vitest'
 import { gemmFallback } from '../stats/gemm.js'
 import { PearsonAccumulator } from '../stats/pearson.js'
 import { seededRandom } from '../stats/rotation.js'
-import { type GemmBackend, type GemmBackendName, loadFastGemm, loadGemmBackend } from './gemm.js'
+import { GEMM_BACKENDS, type GemmBackend, type GemmBackendName, loadFastGemm, loadGemmBackend } from './gemm.js'
 
 // The reference: the textbook triple loop in float64, plus Σ|a||b| per entry for the float32 error bound.
 function naive(a: Float32Array, b: Float32Array, m: number, n: number, k: number): { exact: Float64Array; magnitude: Float64Array } {
@@ -36,7 +36,7 @@ function tryLoad(name: GemmBackendName): GemmBackend | string {
     return (error as Error).message
   }
 }
-const backends = (['amx', 'openblas', 'onnxruntime', 'js'] as const).map((name) => ({ name, backend: tryLoad(name) }))
+const backends = GEMM_BACKENDS.map((name) => ({ name, backend: tryLoad(name) }))
 afterAll(() => {
   for (const { backend } of backends) if (typeof backend !== 'string') backend.close()
 })

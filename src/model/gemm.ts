@@ -22,8 +22,9 @@ import { amxGemm } from '../stats/kernels.js'
 import { UserError } from '../errors.js'
 import type { OrtThreadData, OrtThreadReply, OrtThreadRequest } from './gemm-ort-thread.js'
 
-const BACKEND_NAMES = ['amx', 'openblas', 'onnxruntime', 'js'] as const
-export type GemmBackendName = (typeof BACKEND_NAMES)[number]
+/** Every backend, by name: what SEEDSCOPE_GEMM accepts. */
+export const GEMM_BACKENDS = ['amx', 'openblas', 'onnxruntime', 'js'] as const
+export type GemmBackendName = (typeof GEMM_BACKENDS)[number]
 
 export interface GemmBackend {
   readonly name: GemmBackendName
@@ -116,7 +117,7 @@ export function loadFastGemm(threads: number): GemmBackend & { skipped: string[]
   const skipped: string[] = []
   const forced = process.env.SEEDSCOPE_GEMM   // one backend by name, for comparisons (bench/README.md)
   if (forced) {
-    if (!(BACKEND_NAMES as readonly string[]).includes(forced)) throw new UserError(`SEEDSCOPE_GEMM=${forced}: expected one of ${BACKEND_NAMES.join(', ')}`)
+    if (!(GEMM_BACKENDS as readonly string[]).includes(forced)) throw new UserError(`SEEDSCOPE_GEMM=${forced}: expected one of ${GEMM_BACKENDS.join(', ')}`)
     try {
       return { ...loadGemmBackend(forced as GemmBackendName, threads), skipped }
     } catch (error) {
