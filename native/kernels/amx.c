@@ -8,7 +8,11 @@
 // three left out (ml, lm, ll) are below 2^-23·|a·b| together. So each entry errs by at most (6k + 2)·2^-24·Σ|a·b|
 // (Higham's bound for 6k float32 additions, plus the dropped parts), and in practice by about √(6k)·2^-24·Σ|a·b|:
 // float32 GEMM accuracy. Measured on correlate shapes: 1.2× OpenBLAS per CPU second (bench/gemm.ts), splitting
-// included; not yet measurably faster inside the stages, so src/model/gemm.ts uses it only on request.
+// included.
+//
+// Operands are rows of float32 or float16 anywhere in memory: the correlate stage hands over an activation
+// shard's blobs as they lie in the page cache, and the packing subtracts each row's shift and sums the shifted
+// values on the way into the tiles (amxShiftedProduct), so no shifted float32 copy of the chunk is ever written.
 //
 // Layout: per block of KC tokens, A is packed as 16-row tiles [16][32 tokens] (natural) and B as the tile unit's
 // pair-interleaved layout [16 token pairs][16 rows][2] (a 16 × 16 transpose of 32-bit pairs), one tile per part.
@@ -16,6 +20,7 @@
 // while it sits in L2. The result does not depend on the thread count: each entry has one owner and one order.
 #include "kernels.h"
 
+#include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,7 +34,7 @@
 #endif
 
 #ifdef HAVE_AMX
-#define AMX_TARGET __attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw,avx512vl,avx512bf16")))
+#define AMX_TARGET __attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw,avx512vl,avx512bf16,f16c")))
 
 enum {
   TILE = 512,    // bf16 values per operand tile: 16 rows × 64 bytes
@@ -51,6 +56,7 @@ static const char* check_amx(void) {
   if (!(b & (1u << 16)) || !(b & (1u << 30)) || !(b & (1u << 31))) return "this CPU has no AVX-512";
   if (!__get_cpuid_count(7, 1, &a, &b, &c, &d) || !(a & (1u << 5))) return "this CPU has no AVX512-BF16";
   if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & (1u << 27))) return "the OS does not enable XSAVE";
+  if (!(c & (1u << 29))) return "this CPU has no F16C";
   uint32_t lo, hi;
   xgetbv0(&lo, &hi);
   if ((lo & 0xe6) != 0xe6) return "the OS does not enable AVX-512 state";
@@ -84,16 +90,46 @@ AMX_TARGET static inline void split16(__m512 x, __m256i* h, __m256i* m, __m256i*
   *h = (__m256i)hb, *m = (__m256i)mb, *l = (__m256i)_mm512_cvtneps_pbh(r2);
 }
 
-// 16 values of row `row` from token t0 (zeros past the operand's rows or the block's tokens).
-AMX_TARGET static inline __m512 load16(const float* src, int64_t rows, int64_t ld, int64_t row, int64_t t0, int64_t tokens) {
-  if (row >= rows || t0 >= tokens) return _mm512_setzero_ps();
-  if (t0 + 16 <= tokens) return _mm512_loadu_ps(src + row * ld + t0);
-  return _mm512_maskz_loadu_ps((__mmask16)((1u << (tokens - t0)) - 1), src + row * ld + t0);
+// One operand: `count` rows of float32 or float16 values, row r starting at byte rows[r] (any alignment): a
+// Float32Array's rows, or the blobs of an activation shard as they lie in the page cache. With `shift`, the
+// values multiplied are y = float32(x − shift[r]) (the subtraction in float64, one rounding), exactly as
+// correlate.c's shift_row makes them, and `lanes` (16 doubles per row: Σy, Σy² by lane = token mod 8, added in
+// token order) ends as shift_row's lane sums, so the row sums come out to the bit.
+typedef struct {
+  const unsigned char* const* rows;
+  int64_t count;
+  int half;
+  const double* shift;  // NULL: the values as they are
+  double* lanes;        // NULL: no sums
+} Operand;
+
+// 16 values of row `row` from token t (zeros past the operand's rows or the chunk's tokens), shifted and summed.
+AMX_TARGET static inline __m512 load16(const Operand* op, int64_t row, int64_t t, int64_t tokens) {
+  if (row >= op->count || t >= tokens) return _mm512_setzero_ps();
+  const __mmask16 mask = tokens - t >= 16 ? 0xffff : (__mmask16)((1u << (tokens - t)) - 1);
+  const unsigned char* src = op->rows[row];
+  __m512 x = op->half ? _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mask, src + 2 * t)) : _mm512_maskz_loadu_ps(mask, src + 4 * t);
+  if (!op->shift) return x;
+  const __m512d c = _mm512_set1_pd(op->shift[row]);
+  __m512d lo = _mm512_sub_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(x)), c);
+  __m512d hi = _mm512_sub_pd(_mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(x), 1))), c);
+  const __m512d both = _mm512_insertf64x4(_mm512_castpd256_pd512(_mm256_castps_pd(_mm512_cvtpd_ps(lo))), _mm256_castps_pd(_mm512_cvtpd_ps(hi)), 1);
+  __m512 y = _mm512_maskz_mov_ps(mask, _mm512_castpd_ps(both));
+  if (op->lanes) {
+    double* lane = op->lanes + row * 16;
+    lo = _mm512_cvtps_pd(_mm512_castps512_ps256(y));
+    hi = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(y), 1)));
+    __m512d s1 = _mm512_loadu_pd(lane), s2 = _mm512_loadu_pd(lane + 8);
+    s1 = _mm512_add_pd(s1, lo), s2 = _mm512_add_pd(s2, _mm512_mul_pd(lo, lo));  // tokens t..t+7, then t+8..t+15
+    s1 = _mm512_add_pd(s1, hi), s2 = _mm512_add_pd(s2, _mm512_mul_pd(hi, hi));
+    _mm512_storeu_pd(lane, s1), _mm512_storeu_pd(lane + 8, s2);
+  }
+  return y;
 }
 
 typedef struct {
-  const float* src;
-  int64_t rows, ld, tokens;  // tokens: valid tokens from src's column 0 (the block's start)
+  const Operand* op;
+  int64_t t0, tokens;        // the KC block starts at token t0 of a chunk of `tokens`
   int64_t block0, block1;    // 16-row blocks to pack
   int64_t steps;             // steps in this KC block
   uint16_t* dst;             // [16-row block][step][part][TILE]
@@ -109,7 +145,7 @@ AMX_TARGET static void* pack(void* arg) {
       for (int r = 0; r < 16; r++) {
         for (int half = 0; half < 2; half++) {
           __m256i part[PARTS];
-          split16(load16(j->src, j->rows, j->ld, block * 16 + r, s * STEP + half * 16, j->tokens), &part[0], &part[1], &part[2]);
+          split16(load16(j->op, block * 16 + r, j->t0 + s * STEP + half * 16, j->tokens), &part[0], &part[1], &part[2]);
           for (int p = 0; p < PARTS; p++) {
             void* to = j->pairs ? (void*)&pairs[p][r][half * 8] : (void*)(tiles + p * TILE + r * STEP + half * 16);
             _mm256_storeu_si256((__m256i*)to, part[p]);
@@ -190,9 +226,10 @@ static int64_t block_pairs(const ComputeJob* j, int64_t first, int64_t end, int 
   return index;
 }
 
-// out = A·Bᵀ; symmetric (a == b, m == n) computes the upper triangle and mirrors it.
-static void amx_gemm(const float* a, const float* b, int64_t m, int64_t n, int64_t k, float* out, int threads) {
-  const int symmetric = a == b && m == n;
+// out[m×n] = A·Bᵀ over k tokens, A and B as operands; symmetric (a == b) computes the upper triangle and mirrors it.
+static void amx_product(const Operand* a, const Operand* b, int64_t k, float* out, int threads) {
+  const int symmetric = a == b;
+  const int64_t m = a->count, n = b->count;
   const int64_t m32 = (m + 31) / 32 * 32, n32 = (n + 31) / 32 * 32;
   int64_t kc_steps = PACKED_BYTES / ((m32 + n32) * PARTS * 2 * STEP);
   const int64_t kc_tokens = (kc_steps < KC ? KC : kc_steps) * STEP;
@@ -202,16 +239,17 @@ static void amx_gemm(const float* a, const float* b, int64_t m, int64_t n, int64
   uint16_t* pb = malloc((size_t)(n32 * kc_tokens * PARTS) * sizeof(uint16_t));
   if (!c || !pa || !pb) abort();  // tens of MB at most; V8 would not survive either
   if (threads > MAX_THREADS / 2) threads = MAX_THREADS / 2;
+  Operand b_unsummed = *b;  // a symmetric product's rows are summed once, on the A side
+  if (symmetric) b_unsummed.lanes = NULL;
   if (k == 0) memset(c, 0, (size_t)(m32 * n32) * sizeof(float));
   for (int64_t t0 = 0; t0 < k; t0 += kc_tokens) {
     const int64_t tokens = k - t0 < kc_tokens ? k - t0 : kc_tokens, steps = (tokens + STEP - 1) / STEP;
     PackJob packs[MAX_THREADS];
     int count = 0;
     for (int side = 0; side < 2; side++) {
-      const int64_t rows = side ? n : m, blocks = (side ? n32 : m32) / 16;
+      const int64_t blocks = (side ? n32 : m32) / 16;
       for (int t = 0; t < threads; t++) {
-        packs[count++] = (PackJob){(side ? b : a) + t0, rows, k, k - t0, blocks * t / threads, blocks * (t + 1) / threads,
-                                   steps, side ? pb : pa, side};
+        packs[count++] = (PackJob){side ? &b_unsummed : a, t0, k, blocks * t / threads, blocks * (t + 1) / threads, steps, side ? pb : pa, side};
       }
     }
     run_jobs(pack, packs, sizeof(PackJob), count);
@@ -231,6 +269,50 @@ static void amx_gemm(const float* a, const float* b, int64_t m, int64_t n, int64
   free(pa);
   free(pb);
 }
+
+typedef struct {
+  const Operand* op;
+  int64_t first, end, tokens;
+  double* shift;
+} MeanJob;
+
+// shift[r] = the mean of row r's values, summed as shift_row sums them with a zero shift (lanes, then pairwise), so
+// that the first chunk's reference values are the ones the unfused path takes.
+AMX_TARGET static void* row_means(void* arg) {
+  const MeanJob* j = arg;
+  for (int64_t r = j->first; r < j->end; r++) {
+    __m512d s = _mm512_setzero_pd();
+    for (int64_t t = 0; t < j->tokens; t += 8) {
+      const __mmask8 mask = j->tokens - t >= 8 ? 0xff : (__mmask8)((1u << (j->tokens - t)) - 1);
+      const unsigned char* src = j->op->rows[r];
+      __m256 x = j->op->half ? _mm256_cvtph_ps(_mm_maskz_loadu_epi16(mask, src + 2 * t)) : _mm256_maskz_loadu_ps(mask, src + 4 * t);
+      s = _mm512_add_pd(s, _mm512_cvtps_pd(x));
+    }
+    double lane[8];
+    _mm512_storeu_pd(lane, s);
+    j->shift[r] = (((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]))) / (double)j->tokens;
+  }
+  return NULL;
+}
+
+static void means_of_rows(const Operand* op, int64_t tokens, double* shift, int threads) {
+  MeanJob jobs[MAX_THREADS];
+  if (threads > op->count) threads = op->count > 0 ? (int)op->count : 1;
+  for (int t = 0; t < threads; t++) jobs[t] = (MeanJob){op, op->count * t / threads, op->count * (t + 1) / threads, tokens, shift};
+  run_jobs(row_means, jobs, sizeof(MeanJob), threads);
+}
+
+// Row sums from the lanes, combined as shift_row combines them; 0 when a row's sums are not finite.
+static int finish_sums(const double* lanes, int64_t rows, double* sum, double* sum_sq) {
+  int finite = 1;
+  for (int64_t r = 0; r < rows; r++) {
+    const double* l = lanes + r * 16;
+    sum[r] = ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]));
+    sum_sq[r] = ((l[8] + l[9]) + (l[10] + l[11])) + ((l[12] + l[13]) + (l[14] + l[15]));
+    if (!isfinite(sum[r]) || !isfinite(sum_sq[r])) finite = 0;
+  }
+  return finite;
+}
 #endif  // HAVE_AMX
 
 // amxProblem() → null when the AMX GEMM runs here, else why not (one line).
@@ -245,6 +327,16 @@ static napi_value AmxProblem(napi_env env, napi_callback_info info) {
 #endif
   return result;
 }
+
+#ifdef HAVE_AMX
+// Row pointers of a row-major float32 matrix, for amx_product.
+static const unsigned char** float_rows(const float* data, int64_t rows, int64_t ld) {
+  const unsigned char** starts = malloc(sizeof *starts * (size_t)(rows > 0 ? rows : 1));
+  if (!starts) abort();
+  for (int64_t r = 0; r < rows; r++) starts[r] = (const unsigned char*)(data + r * ld);
+  return starts;
+}
+#endif
 
 // amxGemm(a, b, m, n, k, out, threads): out[0, m·n) = A·Bᵀ (see the top of this file).
 static napi_value AmxGemm(napi_env env, napi_callback_info info) {
@@ -273,11 +365,123 @@ static napi_value AmxGemm(napi_env env, napi_callback_info info) {
     range_error(env, "gemm (amx): %s", amx_problem);
     return NULL;
   }
-  if (m > 0 && n > 0) amx_gemm(a, b, m, n, k, out, threads < 1 ? 1 : (int)threads);
+  if (m == 0 || n == 0) return NULL;
+  const unsigned char** rows_a = float_rows(a, m, k);
+  const unsigned char** rows_b = a == b && m == n ? rows_a : float_rows(b, n, k);
+  const Operand op_a = {rows_a, m, 0, NULL, NULL}, op_b = {rows_b, n, 0, NULL, NULL};
+  amx_product(&op_a, rows_b == rows_a ? &op_a : &op_b, k, out, threads < 1 ? 1 : (int)threads);
+  if (rows_b != rows_a) free(rows_b);
+  free(rows_a);
 #else
   range_error(env, "gemm (amx): not built");
 #endif
   return NULL;
+}
+
+// A chunk's rows as JavaScript hands them over: {bytes: Uint8Array, offsets: Float64Array, bytesPerValue: 2 | 4}
+// (src/stats/kernels.ts's BlobRows). Fills row pointers (malloc'd; the caller frees) after checking every blob
+// lies inside `bytes`; 0 with a JS error thrown otherwise.
+static int blob_rows_arg(napi_env env, napi_value value, const char* name, int64_t tokens, const unsigned char*** rows, int64_t* count, int* half) {
+  napi_value bytes_value, offsets_value, width_value;
+  unsigned char* bytes;
+  double* offsets;
+  size_t bytes_len, n;
+  int64_t width;
+  if (napi_get_named_property(env, value, "bytes", &bytes_value) != napi_ok || napi_get_named_property(env, value, "offsets", &offsets_value) != napi_ok ||
+      napi_get_named_property(env, value, "bytesPerValue", &width_value) != napi_ok) {
+    return range_error(env, "kernels: %s must be {bytes, offsets, bytesPerValue}", name);
+  }
+  if (!typed_arg(env, bytes_value, napi_uint8_array, "bytes", (void**)&bytes, &bytes_len) ||
+      !typed_arg(env, offsets_value, napi_float64_array, "offsets", (void**)&offsets, &n) || !int_arg(env, width_value, "bytesPerValue", &width)) {
+    return 0;
+  }
+  if (width != 2 && width != 4) return range_error(env, "kernels: bytesPerValue must be 2 (float16) or 4 (float32), got %lld", (long long)width);
+  const unsigned char** starts = malloc(sizeof *starts * (n > 0 ? n : 1));
+  if (!starts) abort();
+  for (size_t i = 0; i < n; i++) {
+    const double at = offsets[i];
+    if (!(at >= 0) || at != (double)(int64_t)at || (uint64_t)at + (uint64_t)(width * tokens) > bytes_len) {
+      free(starts);
+      return range_error(env, "kernels: %s blob %zu at byte %.0f runs past the %zu-byte buffer", name, i, at, bytes_len);
+    }
+    starts[i] = bytes + (size_t)at;
+  }
+  *rows = starts, *count = (int64_t)n, *half = width == 2;
+  return 1;
+}
+
+// amxShiftedProduct(a, b, tokens, shiftA, shiftB, shiftFromChunk, out, sumA, sumSqA, sumB, sumSqB, threads) →
+// true, or false when a shifted value is not finite. a, b: BlobRows (b null: B is A, a symmetric product, and
+// B's shift and sums are A's). out[i·n + j] = Σ_t x_i(t)·y_j(t) with x = float32(a − shiftA), y likewise, and
+// sumA[i] = Σ_t x_i(t), sumSqA[i] = Σ_t x_i(t)², …: what shiftBlobs followed by amxGemm computes, in one pass
+// over the chunk and without the shifted copies. With shiftFromChunk, each row's mean over this chunk is its
+// shift, written into shiftA and shiftB first.
+static napi_value AmxShiftedProduct(napi_env env, napi_callback_info info) {
+  napi_value argv[12];
+  if (!get_args(env, info, 12, argv, "amxShiftedProduct(a, b, tokens, shiftA, shiftB, shiftFromChunk, out, sumA, sumSqA, sumB, sumSqB, threads)")) return NULL;
+  int64_t tokens, from_chunk, threads;
+  napi_valuetype b_type;
+  if (!int_arg(env, argv[2], "tokens", &tokens) || !int_arg(env, argv[5], "shiftFromChunk", &from_chunk) || !int_arg(env, argv[11], "threads", &threads) ||
+      napi_typeof(env, argv[1], &b_type) != napi_ok) {
+    return NULL;
+  }
+  const int symmetric = b_type == napi_null;
+  double *vectors[6];  // shiftA, shiftB, sumA, sumSqA, sumB, sumSqB
+  size_t lengths[6];
+  const int vector_args[6] = {3, 4, 7, 8, 9, 10};
+  const char* names[6] = {"shiftA", "shiftB", "sumA", "sumSqA", "sumB", "sumSqB"};
+  for (int v = 0; v < 6; v++) {
+    if (!typed_arg(env, argv[vector_args[v]], napi_float64_array, names[v], (void**)&vectors[v], &lengths[v])) return NULL;
+  }
+  float* out;
+  size_t out_length;
+  if (!typed_arg(env, argv[6], napi_float32_array, "out", (void**)&out, &out_length)) return NULL;
+#ifdef HAVE_AMX
+  if (amx_problem) {
+    range_error(env, "gemm (amx): %s", amx_problem);
+    return NULL;
+  }
+  const unsigned char **rows_a = NULL, **rows_b = NULL;
+  int64_t m, n;
+  int half_a, half_b;
+  if (!blob_rows_arg(env, argv[0], "a", tokens, &rows_a, &m, &half_a)) return NULL;
+  if (symmetric) {
+    rows_b = rows_a, n = m, half_b = half_a;
+  } else if (!blob_rows_arg(env, argv[1], "b", tokens, &rows_b, &n, &half_b)) {
+    free(rows_a);
+    return NULL;
+  }
+  double* lanes = calloc((size_t)(m + (symmetric ? 0 : n)) * 16 + 1, sizeof(double));
+  int ok = lanes != NULL;
+  if (!ok) {
+    napi_throw_error(env, NULL, "kernels: out of memory");
+  } else if ((int64_t)lengths[0] < m || (int64_t)lengths[2] < m || (int64_t)lengths[3] < m || (int64_t)out_length < m * n ||
+             (!symmetric && ((int64_t)lengths[1] < n || (int64_t)lengths[4] < n || (int64_t)lengths[5] < n))) {
+    ok = range_error(env, "kernels: shiftA, sumA and sumSqA need %lld values, shiftB, sumB and sumSqB %lld, out %lld", (long long)m, (long long)n, (long long)(m * n));
+  }
+  napi_value result = NULL;
+  if (ok) {
+    if (threads < 1) threads = 1;
+    const Operand op_a = {rows_a, m, half_a, vectors[0], lanes}, op_b = {rows_b, n, half_b, vectors[1], lanes + m * 16};
+    if (from_chunk) {
+      means_of_rows(&op_a, tokens, vectors[0], (int)threads);
+      if (!symmetric) means_of_rows(&op_b, tokens, vectors[1], (int)threads);
+    }
+    if (m > 0 && n > 0 && tokens > 0) amx_product(&op_a, symmetric ? &op_a : &op_b, tokens, out, (int)threads);
+    else memset(out, 0, (size_t)(m * n) * sizeof(float));
+    int finite = finish_sums(lanes, m, vectors[2], vectors[3]);
+    if (!symmetric) finite &= finish_sums(lanes + m * 16, n, vectors[4], vectors[5]);
+    napi_get_boolean(env, finite, &result);
+  }
+  free(lanes);
+  if (rows_b != rows_a) free(rows_b);
+  free(rows_a);
+  return result;
+#else
+  (void)symmetric, (void)out, (void)out_length, (void)lengths;
+  range_error(env, "gemm (amx): not built");
+  return NULL;
+#endif
 }
 
 napi_status register_amx(napi_env env, napi_value exports) {
@@ -286,5 +490,6 @@ napi_status register_amx(napi_env env, napi_value exports) {
   pthread_once(&checked, check_once);
 #endif
   napi_status s = define_function(env, exports, "amxProblem", AmxProblem);
-  return s == napi_ok ? define_function(env, exports, "amxGemm", AmxGemm) : s;
+  if (s == napi_ok) s = define_function(env, exports, "amxGemm", AmxGemm);
+  return s == napi_ok ? define_function(env, exports, "amxShiftedProduct", AmxShiftedProduct) : s;
 }

@@ -1,6 +1,7 @@
 import { afterAll, describe, expect, it } from 'vitest'
-import { gemmFallback } from '../stats/gemm.js'
-import { PearsonAccumulator } from '../stats/pearson.js'
+import { gemmFallback, type Gemm } from '../stats/gemm.js'
+import { type BlobRows, kernels } from '../stats/kernels.js'
+import { type ChunkRows, PearsonAccumulator } from '../stats/pearson.js'
 import { seededRandom } from '../stats/rotation.js'
 import { GEMM_BACKENDS, type GemmBackend, type GemmBackendName, loadFastGemm, loadGemmBackend } from './gemm.js'
 
@@ -151,6 +152,67 @@ describe('the AMX backend', () => {
   })
 })
 
+describe('the AMX backend\'s fused shift and product', () => {
+  const amx = backends.find(({ name }) => name === 'amx')!.backend
+  const [na, nb, tokens] = [45, 37, 1031]   // edge tiles on both sides, three 512-token blocks, an 8-lane tail
+
+  // Rows as an activation shard holds them: float16 or float32 blobs at odd byte offsets of one buffer, with a large
+  // mean and a small spread (the case the shift is for), and the first value of row 3 of A set by `poison`.
+  function blobs(rows: number, seed: number, bytesPerValue: 2 | 4, poison?: number): BlobRows {
+    const values = randomFloat32(rows * tokens, seed).map((x, i) => 300 + (i % 7) + x / 8)
+    const bytes = new Uint8Array(rows * tokens * bytesPerValue + 3 * rows + 1)
+    const offsets = new Float64Array(rows).map((_, i) => i * (tokens * bytesPerValue + 3) + 1)
+    const view = new DataView(bytes.buffer)
+    for (let i = 0; i < rows; i++) {
+      const row = values.subarray(i * tokens, (i + 1) * tokens)
+      const half = new Uint16Array(tokens)
+      kernels.toFloat16(row, half)
+      if (i === 3 && poison !== undefined) row[0] = poison, half[0] = poison === Infinity ? 0x7c00 : 0x7e00
+      for (let t = 0; t < tokens; t++) {
+        if (bytesPerValue === 4) view.setFloat32(offsets[i] + 4 * t, row[t], true)
+        else view.setUint16(offsets[i] + 2 * t, half[t], true)
+      }
+    }
+    return { bytes, offsets, bytesPerValue }
+  }
+  // Two chunks (the first sets the shifts) through an accumulator.
+  function accumulate(gemm: Gemm, a: (k: number) => ChunkRows, b: (k: number) => ChunkRows, self = false) {
+    const acc = new PearsonAccumulator({ a: { start: 0, count: na }, b: { start: 0, count: self ? na : nb }, gemm })
+    for (const k of [0, 1]) acc.add(a(k), self ? a(k) : b(k), tokens)
+    return acc
+  }
+  const twoSteps = (gemm: Gemm): Gemm => (x, y, m, n, k, out) => gemm(x, y, m, n, k, out)   // the same GEMM, unfused
+
+  it.skipIf(typeof amx === 'string').each([2, 4] as const)('gives the bits of the shift and the product taken one after the other (%i-byte values)', (width) => {
+    let fusedChunks = 0   // chunks the fused path took (it hands a chunk back only for a non-finite value)
+    const amxGemm = (amx as GemmBackend).gemm
+    const gemm = Object.assign(twoSteps(amxGemm), {
+      shifted: (...args: Parameters<NonNullable<Gemm['shifted']>>) => (amxGemm.shifted!(...args) ? (fusedChunks++, true) : false),
+    })
+    const chunksA = [blobs(na, 21, width), blobs(na, 22, width)], chunksB = [blobs(nb, 23, width), blobs(nb, 24, 4)]
+    const fused = accumulate(gemm, (k) => chunksA[k], (k) => chunksB[k])
+    expect(fused.state()).toEqual(accumulate(twoSteps(gemm), (k) => chunksA[k], (k) => chunksB[k]).state())
+    const symmetric = accumulate(gemm, (k) => chunksA[k], (k) => chunksA[k], true)
+    expect(symmetric.state()).toEqual(accumulate(twoSteps(gemm), (k) => chunksA[k], (k) => chunksA[k], true).state())
+    // And Float32Array chunks, which the stats stage's streamed mode passes.
+    const floatsA = [randomFloat32(na * tokens, 25), randomFloat32(na * tokens, 26)], floatsB = [randomFloat32(nb * tokens, 27), randomFloat32(nb * tokens, 28)]
+    expect(accumulate(gemm, (k) => floatsA[k], (k) => floatsB[k]).state()).toEqual(accumulate(twoSteps(gemm), (k) => floatsA[k], (k) => floatsB[k]).state())
+    expect(fusedChunks).toBe(6)
+  })
+
+  it.skipIf(typeof amx === 'string')('leaves the accumulator as it was on a non-finite value, and names it as the unfused path does', () => {
+    const gemm = (amx as GemmBackend).gemm
+    const acc = new PearsonAccumulator({ a: { start: 0, count: na }, b: { start: 0, count: nb }, gemm })
+    acc.add(blobs(na, 31, 2), blobs(nb, 32, 2), tokens)
+    const before = acc.state()
+    expect(() => acc.add(blobs(na, 33, 2, Infinity), blobs(nb, 34, 2), tokens)).toThrow(/non-finite activation Infinity for neuron 3 of A at token 0/)
+    expect(acc.state()).toEqual(before)
+    const fresh = new PearsonAccumulator({ a: { start: 0, count: na }, b: { start: 0, count: nb }, gemm })
+    expect(() => fresh.add(blobs(na, 33, 4, NaN), blobs(nb, 34, 4), tokens)).toThrow(/non-finite activation NaN for neuron 3 of A at token 0/)
+    expect(fresh.n).toBe(0)
+  })
+})
+
 describe('the OpenBLAS addon', () => {
   const openblas = backends.find(({ name }) => name === 'openblas')!.backend
   it.skipIf(typeof openblas === 'string')('checks its arguments instead of reading out of bounds', () => {
@@ -179,11 +241,11 @@ describe('the OpenBLAS addon', () => {
 })
 
 describe('loadFastGemm', () => {
-  const automatic = ['openblas', 'onnxruntime', 'js']   // amx only on request (SEEDSCOPE_GEMM)
-  it('picks OpenBLAS when the addon is built, and says why it skipped faster backends otherwise', () => {
+  it('picks the first backend that loads here, in GEMM_BACKENDS order, and says why it skipped faster ones', () => {
+    const automatic: readonly string[] = GEMM_BACKENDS
     const fast = loadFastGemm(1)
     try {
-      const expected = backends.find(({ name, backend }) => automatic.includes(name) && typeof backend !== 'string')!.name
+      const expected = backends.find(({ backend }) => typeof backend !== 'string')!.name
       expect(fast.name).toBe(expected)
       expect(fast.skipped).toHaveLength(automatic.indexOf(expected))
     } finally {

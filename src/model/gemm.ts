@@ -3,8 +3,9 @@
 //
 //   amx          native/kernels/amx.c, on the bf16 tile units of Intel Sapphire Rapids and later: each value as
 //                three bf16 parts, six part products, float32 accuracy. 1.2× OpenBLAS per CPU second on the bare
-//                product, but no faster measurably in the correlate stage yet, so only on request
-//                (SEEDSCOPE_GEMM=amx; bench/README.md, session 10). Its gemmNN is OpenBLAS's when that is built.
+//                product; in the correlate stage ~9% faster, as it also shifts the shard's values while packing
+//                them into tiles (Gemm.shifted: no shifted copies). bench/README.md, sessions 10 and 11. Its gemmNN
+//                is OpenBLAS's when that is built.
 //   openblas     native/sgemm, an N-API addon over OpenBLAS cblas_sgemm (built by `make native` when
 //                libopenblas-dev is installed). Zero-copy and synchronous: numpy's speed (the same call).
 //   onnxruntime  a Gemm(transB=1) session in a worker thread, made synchronous with Atomics.wait (see
@@ -17,12 +18,13 @@ import path from 'node:path'
 import { createRequire } from 'node:module'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import { MessageChannel, type MessagePort, receiveMessageOnPort, Worker } from 'node:worker_threads'
-import { gemmFallback, type Gemm, type GemmNN } from '../stats/gemm.js'
-import { amxGemm } from '../stats/kernels.js'
+import { gemmFallback, type Gemm, type GemmNN, type ShiftedProduct } from '../stats/gemm.js'
+import { amxGemm, float32Blobs } from '../stats/kernels.js'
+import type { ChunkRows } from '../stats/pearson.js'
 import { UserError } from '../errors.js'
 import type { OrtThreadData, OrtThreadReply, OrtThreadRequest } from './gemm-ort-thread.js'
 
-/** Every backend, by name: what SEEDSCOPE_GEMM accepts. */
+/** Every backend, by name, fastest first (loadFastGemm's order): what SEEDSCOPE_GEMM accepts. */
 export const GEMM_BACKENDS = ['amx', 'openblas', 'onnxruntime', 'js'] as const
 export type GemmBackendName = (typeof GEMM_BACKENDS)[number]
 
@@ -86,14 +88,14 @@ export function loadGemmBackend(name: GemmBackendName, threads: number): GemmBac
   const checkOpen = () => {
     if (!open) throw new Error(`gemm (${name}): called after close()`)
   }
-  const nn = shared.gemmNN
+  const nn = shared.gemmNN, shifted = shared.gemm.shifted
   return {
     name,
     detail: shared.detail,
-    gemm: (a, b, m, n, k, out) => {
+    gemm: Object.assign((a: Float32Array, b: Float32Array, m: number, n: number, k: number, out: Float32Array) => {
       checkOpen()
       shared.gemm(a, b, m, n, k, out)
-    },
+    }, { shifted: shifted && ((...args: Parameters<ShiftedProduct>) => (checkOpen(), shifted(...args))) }),
     gemmNN: nn && ((a, b, m, n, k, out) => {
       checkOpen()
       nn(a, b, m, n, k, out)
@@ -110,8 +112,8 @@ export function loadGemmBackend(name: GemmBackendName, threads: number): GemmBac
 }
 
 /**
- * The fastest available backend: OpenBLAS, else onnxruntime, else pure JS; SEEDSCOPE_GEMM names one instead. `skipped` lists why each faster
- * one was passed over, for the one log line a stage prints.
+ * The fastest available backend: AMX, else OpenBLAS, else onnxruntime, else pure JS; SEEDSCOPE_GEMM names one
+ * instead. `skipped` lists why each faster one was passed over.
  */
 export function loadFastGemm(threads: number): GemmBackend & { skipped: string[] } {
   const skipped: string[] = []
@@ -124,14 +126,14 @@ export function loadFastGemm(threads: number): GemmBackend & { skipped: string[]
       throw new UserError(`SEEDSCOPE_GEMM=${forced}: ${(error as Error).message}; unset it to let seedscope choose`)
     }
   }
-  for (const name of ['openblas', 'onnxruntime'] as const) {
+  for (const name of GEMM_BACKENDS) {
     try {
       return { ...loadGemmBackend(name, threads), skipped }
     } catch (error) {
-      skipped.push(`${name}: ${(error as Error).message}`)
+      skipped.push(`${name}: ${(error as Error).message}`)   // the pure-JS fallback always loads
     }
   }
-  return { ...loadGemmBackend('js', threads), skipped }
+  throw new Error('gemm: no backend loads')
 }
 
 function amxEngine(threads: number): Engine {
@@ -142,8 +144,12 @@ function amxEngine(threads: number): Engine {
   } catch {
     // callers transpose and use gemm instead
   }
+  const asBlobs = (rows: ChunkRows, tokens: number) => (rows instanceof Float32Array ? float32Blobs(rows, tokens) : rows)
+  const shifted: ShiftedProduct = (a, b, tokens, shift, out, sums) => amxGemm.shiftedProduct(
+    asBlobs(a, tokens), b === undefined ? null : asBlobs(b, tokens), tokens, shift.a, shift.b, shift.fromChunk ? 1 : 0,
+    out, sums.a.sum, sums.a.sumSq, sums.b.sum, sums.b.sumSq, threads)
   return {
-    gemm: (a, b, m, n, k, out) => amxGemm.gemm(a, b, m, n, k, out, threads),
+    gemm: Object.assign((a: Float32Array, b: Float32Array, m: number, n: number, k: number, out: Float32Array) => amxGemm.gemm(a, b, m, n, k, out, threads), { shifted }),
     gemmNN,
     detail: `AMX bf16 tiles, 3 parts per value (float32 accuracy), ${threads} threads`,
     users: 0,

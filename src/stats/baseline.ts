@@ -96,9 +96,11 @@ export class WithinLayerMoments {
     return { mean, scatter: centredScatter(s.sumA, s.sumSqA, s.n) }
   }
 
-  /** C_ℓ = Σ (b − b̄)(b − b̄)ᵀ for a (global) layer: [d_mlp, d_mlp], n times the covariance matrix. */
-  centredScatter(layer: number): Float64Array {
-    return centredCross(this.accumulator(layer).sums, 0, this.dMlp, false, 0, this.dMlp, new Float64Array(this.dMlp * this.dMlp))
+  /** C_ℓ = Σ (b − b̄)(b − b̄)ᵀ for a (global) layer: [d_mlp, d_mlp], n times the covariance matrix (rounded to float32 on request). */
+  centredScatter(layer: number): Float64Array
+  centredScatter(layer: number, type: Float32ArrayConstructor): Float32Array
+  centredScatter(layer: number, type: Float32ArrayConstructor | Float64ArrayConstructor = Float64Array): Float32Array | Float64Array {
+    return centredCross(this.accumulator(layer).sums, 0, this.dMlp, false, 0, this.dMlp, new type(this.dMlp * this.dMlp))
   }
 
   private accumulator(layer: number): PearsonAccumulator {
@@ -121,9 +123,9 @@ export interface WithinLayerState {
 export interface RotationOptions {
   kind: RotationKind        // 'gaussian-unit-rows' is the study's (and should be the config default)
   seed: number              // recorded with the results; layer ℓ's R depends on (seed, ℓ) only
-  gemm64?: Gemm64           // R·C for the rotated variances; default the exact pure-JS float64 fallback
-  gemm?: Gemm               // D·Rᵀ in float32 (entries rounded: ~1e-7 relative, ample for a baseline, and the fast
-                            // backend's speed); default: in float64 with gemm64
+  gemm?: Gemm               // D·Rᵀ and R·C in float32 (entries rounded: ~1e-7 relative, ample for a baseline, and the
+                            // fast backend's speed); default: both in float64 with gemm64
+  gemm64?: Gemm64           // without gemm: the float64 products; default the exact pure-JS fallback
   cacheMatrices?: boolean   // keep each layer's R once made (L·d_mlp² floats); default true
 }
 
@@ -196,19 +198,25 @@ export class RotatedLayers {
     const cached = this.layers.get(layer)
     if (cached && cached.n === this.n) return cached
     const r = this.matrix(layer)
-    const scatter = this.scatterOf(layer, r)
+    const r32 = this.gemm ? Float32Array.from(r) : undefined
+    const scatter = this.scatterOf(layer, r, r32)
     const inverseRoot = scatter.map((v) => (v > 0 ? 1 / Math.sqrt(v) : NaN))
-    const made = { n: this.n, matrix: this.gemm ? Float32Array.from(r) : r, inverseRoot }
+    const made = { n: this.n, matrix: r32 ?? r, inverseRoot }
     if (this.cache) this.layers.set(layer, made)
     return made
   }
 
-  /** n·var((R_ℓ b)_k) = (R_ℓ C_ℓ R_ℓᵀ)_kk for each direction k. */
-  private scatterOf(layer: number, r: Float64Array): Float64Array {
+  /** n·var((R_ℓ b)_k) = (R_ℓ C_ℓ R_ℓᵀ)_kk for each direction k; R·C in float32 when R is given rounded to it. */
+  private scatterOf(layer: number, r: Float64Array, r32?: Float32Array): Float64Array {
     const d = this.dMlp
-    const c = this.within.centredScatter(layer)
-    const rc = new Float64Array(d * d)
-    this.gemm64(r, c, d, d, d, rc)  // R·Cᵀ; the quadratic form below is the same for C and Cᵀ
+    let rc: Float32Array | Float64Array  // R·Cᵀ; the quadratic form below is the same for C and Cᵀ
+    if (r32) {
+      rc = new Float32Array(d * d)
+      this.gemm!(r32, this.within.centredScatter(layer, Float32Array), d, d, d, rc)
+    } else {
+      rc = new Float64Array(d * d)
+      this.gemm64(r, this.within.centredScatter(layer), d, d, d, rc)
+    }
     const out = new Float64Array(d)
     for (let k = 0; k < d; k++) {
       let v = 0
@@ -286,8 +294,12 @@ export class BaselineMaxima {
           const sa = anchorScatter[i0 + i]
           if (!(sa > 0)) continue
           const invA = 1 / Math.sqrt(sa)
-          let best = NaN
-          for (let k = 0; k < d; k++) best = nanMax(best, cov[i * d + k] * invA * invV[k])
+          let best = -Infinity   // NaN products (dead directions) fail the comparison, so they are skipped
+          for (let k = 0, at = i * d; k < d; k++, at++) {
+            const r = cov[at] * invA * invV[k]
+            if (r > best) best = r
+          }
+          if (best === -Infinity) best = NaN
           const slot = anchor * this.nLayers + layer
           this.layerValue[slot] = nanMax(this.layerValue[slot], best)
           this.value[anchor] = nanMax(this.value[anchor], best)

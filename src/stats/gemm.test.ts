@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { gemm64Fallback, gemm64ViaFloat32, gemmFallback } from './gemm.js'
+import { gemm64Fallback, gemmFallback } from './gemm.js'
 import { seededRandom } from './rotation.js'
 
 // The reference: the textbook triple loop in float64.
@@ -56,12 +56,4 @@ describe('gemm64Fallback', () => {
     for (let i = 0; i < ref.length; i++) expect(Math.abs(out[i] - ref[i])).toBeLessThan(1e-12 * k)
   })
 
-  it('gemm64ViaFloat32 agrees to float32 precision', () => {
-    const [m, n, k] = [9, 13, 100]
-    const a = randomArray(Float64Array, m * k, 5), b = randomArray(Float64Array, n * k, 6)
-    const out = new Float64Array(m * n)
-    gemm64ViaFloat32(gemmFallback)(a, b, m, n, k, out)
-    const ref = naive(a, b, m, n, k)
-    for (let i = 0; i < ref.length; i++) expect(Math.abs(out[i] - ref[i])).toBeLessThan(1e-5)
-  })
 })

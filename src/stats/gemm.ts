@@ -1,13 +1,36 @@
 // The correlation GEMM (SPEC §3, §7): out = A·Bᵀ with both operands neuron-major, [neurons, tokens] row-major,
 // so the contraction runs along the contiguous axis of both. A pure-JS fallback lives here; the correlate stage
 // plugs in a faster backend (onnxruntime, native BLAS) through the same signature.
+import type { ChunkRows } from './pearson.js'
 
 /**
  * out[m×n] = a[m×k] · b[n×k]ᵀ, all row-major: out[i·n + j] = Σ_p a[i·k + p] · b[j·k + p].
  * Overwrites `out` (does not accumulate into it). In seedscope's use a = [neurons of A, tokens] and
  * b = [neurons of B, tokens]: the chunk's cross-product matrix Σ_t a_i(t)·b_j(t).
  */
-export type Gemm = (a: Float32Array, b: Float32Array, m: number, n: number, k: number, out: Float32Array) => void
+export interface Gemm {
+  (a: Float32Array, b: Float32Array, m: number, n: number, k: number, out: Float32Array): void
+  /** Where the backend has it (AMX): a chunk's shift and product in one pass, see {@link ShiftedProduct}. */
+  shifted?: ShiftedProduct
+}
+
+/** Each row's Σ and Σ² (float64) of its shifted values. */
+export interface RowSums {
+  sum: Float64Array
+  sumSq: Float64Array
+}
+
+/**
+ * pearson.ts's shiftChunk on both chunks, then the product of the shifted rows, without writing the shifted copies:
+ * out[i·n + j] = Σ_t x_i(t)·y_j(t), x = float32(a − shift.a), y = float32(b − shift.b), with each row's sums, the same
+ * numbers the two steps give. `b` undefined: B is A (a symmetric product; B's shift and sums are A's). With
+ * `shift.fromChunk`, each row's mean over this chunk becomes its shift (written into shift.a, shift.b). Returns
+ * false when a shifted value is not finite; the caller then takes the two steps, which name the value.
+ */
+export type ShiftedProduct = (
+  a: ChunkRows, b: ChunkRows | undefined, tokens: number, shift: { a: Float64Array; b: Float64Array; fromChunk: boolean },
+  out: Float32Array, sums: { a: RowSums; b: RowSums },
+) => boolean
 
 /**
  * out[m×n] = a[m×k] · b[k×n], all row-major: out[i·n + j] = Σ_p a[i·k + p] · b[p·n + j]. For products that
@@ -65,18 +88,6 @@ function storeTile(
 ): void {
   for (let i = 0; i < mi; i++) {
     for (let j = 0; j < nj; j++) out[(i0 + i) * n + j0 + j] = tile[i * PANEL + j]
-  }
-}
-
-/**
- * A {@link Gemm64} that rounds its operands to float32 and calls a float32 backend: relative error ~1e-7 per
- * entry, which is ample for the rotation baseline and lets it use the fast GEMM. Allocates per call.
- */
-export function gemm64ViaFloat32(gemm: Gemm): Gemm64 {
-  return (a, b, m, n, k, out) => {
-    const out32 = new Float32Array(m * n)
-    gemm(Float32Array.from(a), Float32Array.from(b), m, n, k, out32)
-    for (let i = 0; i < out32.length; i++) out[i] = out32[i]
   }
 }
 

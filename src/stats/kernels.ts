@@ -278,16 +278,32 @@ export interface AmxGemm {
   /** Why it cannot run here (one line), or null when it can. */
   readonly problem: string | null
   gemm(a: Float32Array, b: Float32Array, m: number, n: number, k: number, out: Float32Array, threads: number): void
+  /** src/stats/gemm.ts's ShiftedProduct on the tiles: the shift is applied while the values are packed into them. */
+  shiftedProduct(
+    a: BlobRows, b: BlobRows | null, tokens: number, shiftA: Float64Array, shiftB: Float64Array, shiftFromChunk: 0 | 1,
+    out: Float32Array, sumA: Float64Array, sumSqA: Float64Array, sumB: Float64Array, sumSqB: Float64Array, threads: number,
+  ): boolean
 }
 
 export const amxGemm: AmxGemm = kernels.name === 'native' ? loadAmxGemm() : {
   problem: process.env.SEEDSCOPE_KERNELS === 'js' ? 'SEEDSCOPE_KERNELS=js turns the native kernels off' : 'native/kernels is not built (run make native)',
-  gemm: () => {
-    throw new Error('gemm (amx): the native kernels are not loaded')
-  },
+  gemm: notLoaded,
+  shiftedProduct: notLoaded,
+}
+
+function notLoaded(): never {
+  throw new Error('gemm (amx): the native kernels are not loaded')
 }
 
 function loadAmxGemm(): AmxGemm {
-  const addon = createRequire(import.meta.url)(ADDON) as { amxProblem(): string | null; amxGemm: AmxGemm['gemm'] }
-  return { problem: addon.amxProblem(), gemm: addon.amxGemm }
+  const addon = createRequire(import.meta.url)(ADDON) as { amxProblem(): string | null; amxGemm: AmxGemm['gemm']; amxShiftedProduct: AmxGemm['shiftedProduct'] }
+  return { problem: addon.amxProblem(), gemm: addon.amxGemm, shiftedProduct: addon.amxShiftedProduct }
+}
+
+/** A neuron-major Float32Array [rows, tokens] seen as blobs, for kernels that take either. */
+export function float32Blobs(values: Float32Array, tokens: number): BlobRows {
+  const rows = tokens > 0 ? values.length / tokens : 0
+  const offsets = new Float64Array(rows)
+  for (let i = 0; i < rows; i++) offsets[i] = i * tokens * 4
+  return { bytes: new Uint8Array(values.buffer, values.byteOffset, values.byteLength), offsets, bytesPerValue: 4 }
 }

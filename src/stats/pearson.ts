@@ -9,7 +9,7 @@
 // Blocking. An accumulator covers a range of A's neurons × a range of B's (e.g. one layer of A against every
 // layer of B) when the full N×N float64 matrix does not fit; global neuron index = layer·d_mlp + neuron.
 
-import { gemmFallback, type Gemm } from './gemm.js'
+import { gemmFallback, type Gemm, type RowSums, type ShiftedProduct } from './gemm.js'
 import { type BlobRows, kernels } from './kernels.js'
 
 /** A chunk's rows: neuron-major [rows, tokens] float32, or blobs as they lie in an activation shard. */
@@ -114,15 +114,33 @@ export class PearsonAccumulator {
     const na = this.a.count, nb = this.b.count
     checkChunk(a, na, tokens, 'a')
     checkChunk(b, nb, tokens, 'b')
-    const s = this.s
-    // Shift (and check) both chunks before touching the state, so a bad chunk leaves the accumulator as it was.
     const self = a === b && na === nb
+    const product = scratch('product', na * nb)
+    if (this.gemm.shifted && this.addShifted(this.gemm.shifted, a, self ? undefined : b, tokens, product)) return
+    // Shift (and check) both chunks before touching the state, so a bad chunk leaves the accumulator as it was.
+    const s = this.s
     const xa = scratch('a', na * tokens)
     const rowsA = shiftChunk(a, na, tokens, s.shifted ? s.shiftA : undefined, xa, 'A', this.a.start)
     const xb = self ? xa : scratch('b', nb * tokens)
     const rowsB = self ? rowsA : shiftChunk(b, nb, tokens, s.shifted ? s.shiftB : undefined, xb, 'B', this.b.start)
-    const product = scratch('product', na * nb)
     this.gemm(xa, xb, na, nb, tokens, product)
+    this.commit(rowsA, rowsB, product, tokens)
+  }
+
+  /** add() through the backend's fused shift and product; false (nothing changed) when a value is not finite. */
+  private addShifted(shifted: ShiftedProduct, a: ChunkRows, b: ChunkRows | undefined, tokens: number, product: Float32Array): boolean {
+    const s = this.s
+    const rows = (count: number, shift: Float64Array) => ({ shift: s.shifted ? shift : new Float64Array(count), sum: new Float64Array(count), sumSq: new Float64Array(count) })
+    const rowsA = rows(this.a.count, s.shiftA)
+    const rowsB = b ? rows(this.b.count, s.shiftB) : rowsA
+    if (!shifted(a, b, tokens, { a: rowsA.shift, b: rowsB.shift, fromChunk: !s.shifted }, product, { a: rowsA, b: rowsB })) return false
+    this.commit(rowsA, rowsB, product, tokens)
+    return true
+  }
+
+  /** Fold a checked chunk's row sums and product into the state. */
+  private commit(rowsA: ShiftedRows, rowsB: ShiftedRows, product: Float32Array, tokens: number): void {
+    const s = this.s
     if (!s.shifted) {
       s.shiftA.set(rowsA.shift)
       s.shiftB.set(rowsB.shift)
@@ -274,13 +292,18 @@ function scratch(role: string, length: number): Float32Array {
   return buffer.subarray(0, length)
 }
 
+/** A chunk's rows after the shift: the reference values and each row's sums of the shifted values. */
+export interface ShiftedRows extends RowSums {
+  shift: Float64Array
+}
+
 /**
  * out = float32(x − shift) row by row, with each row's Σ and Σ² in float64 over the rounded values: the same
  * numbers the GEMM sees. Without a shift (the first chunk), each row's mean over this chunk becomes its shift.
  */
 export function shiftChunk(
   rows: ChunkRows, count: number, tokens: number, shift: Float64Array | undefined, out: Float32Array, side: string, start: number,
-): { shift: Float64Array; sum: Float64Array; sumSq: Float64Array } {
+): ShiftedRows {
   const sum = new Float64Array(count), sumSq = new Float64Array(count)
   const run = (source: ChunkRows, by: Float64Array) => source instanceof Float32Array
     ? kernels.shiftRows(source, count, tokens, by, out, sum, sumSq)

@@ -3,7 +3,7 @@
 // src/stages/extract/stream.ts). The cross sums cover a block of A's layers against every layer of B; each seed's
 // within-layer second moments, for the rotation baseline, are kept once per seed by the driver.
 import { BaselineMaxima, RotatedLayers, type WithinLayerMoments } from '../../stats/baseline.js'
-import { gemm64ViaFloat32, type Gemm } from '../../stats/gemm.js'
+import type { Gemm } from '../../stats/gemm.js'
 import { PairMaxima } from '../../stats/maxima.js'
 import { PearsonAccumulator } from '../../stats/pearson.js'
 import type { RotationKind } from '../../stats/rotation.js'
@@ -67,7 +67,7 @@ export function mergePairResults(into: PairResults, from: PairResults): PairResu
  * belongs to: the rotation seed is derived from the configured seed and the seed's name (and recorded).
  */
 export function rotatedLayers(within: WithinLayerMoments, kind: RotationKind, baseSeed: number, seedName: string, gemm: Gemm): RotatedLayers {
-  return new RotatedLayers(within, { kind, seed: rotationSeed(baseSeed, seedName), gemm, gemm64: gemm64ViaFloat32(gemm) })
+  return new RotatedLayers(within, { kind, seed: rotationSeed(baseSeed, seedName), gemm })
 }
 
 /** FNV-1a of "<baseSeed>:<seed name>", a 32-bit rotation seed. */
