@@ -32,8 +32,9 @@ export class WithinLayerMoments {
   /**
    * Covers layers [firstLayer, firstLayer + nLayers) of a model with d_mlp = dMlp. `shift` ([nLayers·d_mlp])
    * fixes the reference values; by default each neuron's mean over the first chunk, as in PearsonAccumulator.
+   * `saved` (fromState's): each layer's saved state, taken as it is.
    */
-  constructor(options: { dMlp: number; nLayers: number; firstLayer?: number; gemm?: Gemm; shift?: Float64Array }) {
+  constructor(options: { dMlp: number; nLayers: number; firstLayer?: number; gemm?: Gemm; shift?: Float64Array }, saved?: PearsonState[]) {
     const { dMlp, nLayers, firstLayer = 0, gemm, shift } = options
     if (shift && shift.length !== nLayers * dMlp) {
       throw new Error(`within-layer: shift has ${shift.length} values for ${nLayers * dMlp} neurons`)
@@ -42,18 +43,26 @@ export class WithinLayerMoments {
     this.firstLayer = firstLayer
     this.nLayers = nLayers
     this.layers = []
+    if (saved && saved.length !== nLayers) throw new Error(`within-layer: the saved state has ${saved.length} layers, not ${nLayers}`)
     for (let l = 0; l < nLayers; l++) {
       const range = { start: (firstLayer + l) * dMlp, count: dMlp }
+      if (saved) {
+        const { a, b } = saved[l]
+        if (a.start !== range.start || a.count !== dMlp || b.start !== range.start || b.count !== dMlp) {
+          throw new Error(`within-layer: the saved layer ${firstLayer + l} covers A[${a.start}+${a.count}]×B[${b.start}+${b.count}], not layer ${firstLayer + l} of d_mlp ${dMlp}`)
+        }
+        this.layers.push(PearsonAccumulator.fromState(saved[l], gemm))
+        continue
+      }
       const layerShift = shift?.subarray(l * dMlp, (l + 1) * dMlp)
       this.layers.push(new PearsonAccumulator({ a: range, b: range, gemm, shiftA: layerShift, shiftB: layerShift }))
     }
   }
 
+  /** Moments that go on from a saved state, taking its arrays as their own (see PearsonAccumulator.fromState). */
   static fromState(state: WithinLayerState, gemm?: Gemm): WithinLayerMoments {
     const { dMlp, nLayers, firstLayer } = state
-    const moments = new WithinLayerMoments({ dMlp, nLayers, firstLayer, gemm })
-    moments.merge(state)
-    return moments
+    return new WithinLayerMoments({ dMlp, nLayers, firstLayer, gemm }, state.layers)
   }
 
   get n(): number {
@@ -175,16 +184,20 @@ export class RotatedLayers {
   /**
    * cov = D·R_ℓᵀ for `rows` anchors, D = [rows, d_mlp] centred cross sums against layer ℓ (of {@link tileType}):
    * cov[i, k] is n·cov(anchor i, rotated direction k). Also returns 1/√(n·var) of each direction (NaN where 0).
+   * `out` (of {@link tileType}, at least rows·d long) receives cov instead of new memory.
    */
-  rotate(layer: number, cross: Float32Array | Float64Array, rows: number): { cov: Float64Array | Float32Array; inverseRoot: Float64Array } {
+  rotate(
+    layer: number, cross: Float32Array | Float64Array, rows: number, out?: Float32Array | Float64Array,
+  ): { cov: Float64Array | Float32Array; inverseRoot: Float64Array } {
     const d = this.dMlp
     const { matrix, inverseRoot } = this.layer(layer)
+    const reuse = out && out instanceof this.tileType && out.length >= rows * d ? out.subarray(0, rows * d) : undefined
     if (matrix instanceof Float32Array) {
-      const cov = new Float32Array(rows * d)
+      const cov = (reuse as Float32Array | undefined) ?? new Float32Array(rows * d)
       this.gemm!(cross instanceof Float32Array ? cross : Float32Array.from(cross), matrix, rows, d, d, cov)
       return { cov, inverseRoot }
     }
-    const cov = new Float64Array(rows * d)
+    const cov = (reuse as Float64Array | undefined) ?? new Float64Array(rows * d)
     this.gemm64(cross instanceof Float64Array ? cross : Float64Array.from(cross), matrix, rows, d, d, cov)
     return { cov, inverseRoot }
   }
@@ -282,13 +295,16 @@ export class BaselineMaxima {
     }
     const anchorScatter = columns ? acc.scatterB() : acc.scatterA()
     const firstLayer = rotatedRange.start / d
+    // Two tiles' worth of memory for every layer and anchor tile: new memory is slow to fault in.
+    const tileRows = Math.min(ANCHOR_TILE, anchors.count)
+    const tileBuffer = new rotated.tileType(tileRows * d), covBuffer = new rotated.tileType(tileRows * d)
     for (let l = 0; l < rotatedRange.count / d; l++) {
       const layer = firstLayer + l
       if (layer >= this.nLayers) throw new Error(`baseline: rotated layer ${layer} ≥ ${this.nLayers} layers`)
       for (let i0 = 0; i0 < anchors.count; i0 += ANCHOR_TILE) {
         const rows = Math.min(ANCHOR_TILE, anchors.count - i0)
-        const tile = centredCross(s, l * d, d, columns, i0, rows, new rotated.tileType(rows * d))
-        const { cov, inverseRoot: invV } = rotated.rotate(layer, tile, rows)
+        const tile = centredCross(s, l * d, d, columns, i0, rows, tileBuffer.subarray(0, rows * d))
+        const { cov, inverseRoot: invV } = rotated.rotate(layer, tile, rows, covBuffer)
         for (let i = 0; i < rows; i++) {
           const anchor = anchors.start + i0 + i
           const sa = anchorScatter[i0 + i]

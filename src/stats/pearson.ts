@@ -54,7 +54,8 @@ export class PearsonAccumulator {
   private readonly s: PearsonState
   private readonly gemm: Gemm
 
-  constructor(options: PearsonOptions) {
+  /** `saved` (fromState's): start from this state, taking its arrays as they are. */
+  constructor(options: PearsonOptions, saved?: PearsonState) {
     const { a, b } = options
     this.a = { ...a }
     this.b = { ...b }
@@ -67,6 +68,10 @@ export class PearsonAccumulator {
         throw new Error(`pearson: ${name} has ${shift.length} values for ${range.count} neurons`)
       }
     }
+    if (saved) {
+      this.s = adoptState(saved, this.a, this.b)
+      return
+    }
     this.s = {
       a: this.a, b: this.b, n: 0, shifted: options.shiftA !== undefined,
       shiftA: options.shiftA?.slice() ?? new Float64Array(a.count),
@@ -77,10 +82,13 @@ export class PearsonAccumulator {
     }
   }
 
+  /**
+   * An accumulator that goes on from a saved state. It takes the state's arrays as its own, without copying them
+   * (the cross sums of a pair are gigabytes, and new memory is slow to fault in): pass a state nothing else uses,
+   * such as one just read from a file.
+   */
   static fromState(state: PearsonState, gemm?: Gemm): PearsonAccumulator {
-    const acc = new PearsonAccumulator({ a: state.a, b: state.b, gemm })
-    acc.merge(state)
-    return acc
+    return new PearsonAccumulator({ a: state.a, b: state.b, gemm }, state)
   }
 
   /** Tokens accumulated. */
@@ -240,6 +248,17 @@ export class PearsonAccumulator {
     this.forEachRow((i, row) => out.set(row, i * this.b.count))
     return out
   }
+}
+
+function adoptState(saved: PearsonState, a: NeuronRange, b: NeuronRange): PearsonState {
+  const lengths = { shiftA: a.count, sumA: a.count, sumSqA: a.count, shiftB: b.count, sumB: b.count, sumSqB: b.count, cross: a.count * b.count }
+  for (const [key, length] of Object.entries(lengths) as [keyof typeof lengths, number][]) {
+    if (!(saved[key] instanceof Float64Array) || saved[key].length !== length) {
+      throw new Error(`pearson: the saved ${key} has ${saved[key]?.length} values where A[${a.start}+${a.count}]×B[${b.start}+${b.count}] needs ${length}`)
+    }
+  }
+  if (!(Number.isInteger(saved.n) && saved.n >= 0)) throw new Error(`pearson: the saved token count ${saved.n} is not a count`)
+  return { ...saved, a, b }
 }
 
 /** n·Var from shifted sums: Σx² − (Σx)²/n, with 0 for a neuron whose variance is lost in rounding. */
