@@ -1,5 +1,6 @@
 import { afterAll, describe, expect, it } from 'vitest'
 import { gemmFallback, type Gemm } from '../stats/gemm.js'
+import { decodeF16 } from '../io/safetensors-dtypes.js'
 import { type BlobRows, kernels } from '../stats/kernels.js'
 import { type ChunkRows, PearsonAccumulator } from '../stats/pearson.js'
 import { seededRandom } from '../stats/rotation.js'
@@ -183,13 +184,13 @@ describe('the AMX backend\'s fused shift and product', () => {
   }
   const twoSteps = (gemm: Gemm): Gemm => (x, y, m, n, k, out) => gemm(x, y, m, n, k, out)   // the same GEMM, unfused
 
-  it.skipIf(typeof amx === 'string').each([2, 4] as const)('gives the bits of the shift and the product taken one after the other (%i-byte values)', (width) => {
+  it.skipIf(typeof amx === 'string')('gives the bits of the shift and the product taken one after the other when a side is float32', () => {
     let fusedChunks = 0   // chunks the fused path took (it hands a chunk back only for a non-finite value)
     const amxGemm = (amx as GemmBackend).gemm
     const gemm = Object.assign(twoSteps(amxGemm), {
       shifted: (...args: Parameters<NonNullable<Gemm['shifted']>>) => (amxGemm.shifted!(...args) ? (fusedChunks++, true) : false),
     })
-    const chunksA = [blobs(na, 21, width), blobs(na, 22, width)], chunksB = [blobs(nb, 23, width), blobs(nb, 24, 4)]
+    const chunksA = [blobs(na, 21, 4), blobs(na, 22, 4)], chunksB = [blobs(nb, 23, 2), blobs(nb, 24, 4)]
     const fused = accumulate(gemm, (k) => chunksA[k], (k) => chunksB[k])
     expect(fused.state()).toEqual(accumulate(twoSteps(gemm), (k) => chunksA[k], (k) => chunksB[k]).state())
     const symmetric = accumulate(gemm, (k) => chunksA[k], (k) => chunksA[k], true)
@@ -198,6 +199,34 @@ describe('the AMX backend\'s fused shift and product', () => {
     const floatsA = [randomFloat32(na * tokens, 25), randomFloat32(na * tokens, 26)], floatsB = [randomFloat32(nb * tokens, 27), randomFloat32(nb * tokens, 28)]
     expect(accumulate(gemm, (k) => floatsA[k], (k) => floatsB[k]).state()).toEqual(accumulate(twoSteps(gemm), (k) => floatsA[k], (k) => floatsB[k]).state())
     expect(fusedChunks).toBe(6)
+  })
+
+  // float16 against float16: each shifted value is rounded to 16 significant bits (two bf16 parts, |error| ≤ 2^-17·|y|;
+  // the stored values themselves carry 11), and the four part products are exact. Checked against float64 on the
+  // same shifts: each cross sum within 2^-16·Σ|yz| + (4k + 2)·2^-24·Σ|yz|, each row sum within 2^-17·Σ|y|.
+  it.skipIf(typeof amx === 'string')('rounds float16 rows to 16 significant bits after the shift, and errs no more than that allows', () => {
+    const gemm = (amx as GemmBackend).gemm
+    const chunksA = [blobs(na, 41, 2), blobs(na, 42, 2)], chunksB = [blobs(nb, 43, 2), blobs(nb, 44, 2)]
+    const state = accumulate(gemm, (k) => chunksA[k], (k) => chunksB[k]).state()
+    const decode = (rows: BlobRows, count: number) => Array.from({ length: count }, (_, i) => {
+      const view = new DataView(rows.bytes.buffer, rows.bytes.byteOffset)
+      return Float64Array.from({ length: tokens }, (_, t) => decodeF16(new Uint16Array([view.getUint16(rows.offsets[i] + 2 * t, true)]))[0])
+    })
+    const ya = chunksA.flatMap((c) => decode(c, na).map((row, i) => row.map((x) => x - state.shiftA[i])))
+    const yb = chunksB.flatMap((c) => decode(c, nb).map((row, j) => row.map((x) => x - state.shiftB[j])))
+    const rowsOf = (y: Float64Array[], count: number, i: number) => [y[i], y[count + i]]   // chunk 0's row, then chunk 1's
+    const k = 2 * tokens, u = 2 ** -24
+    for (let i = 0; i < na; i++) {
+      const [a0, a1] = rowsOf(ya, na, i)
+      const sum = [...a0, ...a1].reduce((s, v) => s + v, 0), size = [...a0, ...a1].reduce((s, v) => s + Math.abs(v), 0)
+      expect(Math.abs(state.sumA[i] - sum)).toBeLessThanOrEqual(2 ** -17 * size + 1e-12)
+      for (let j = 0; j < nb; j++) {
+        const [b0, b1] = rowsOf(yb, nb, j)
+        let exact = 0, magnitude = 0
+        for (const [x, y] of [[a0, b0], [a1, b1]]) for (let t = 0; t < tokens; t++) exact += x[t] * y[t], magnitude += Math.abs(x[t] * y[t])
+        expect(Math.abs(state.cross[i * nb + j] - exact)).toBeLessThanOrEqual((2 ** -16 + (4 * k + 2) * u) * magnitude)
+      }
+    }
   })
 
   it.skipIf(typeof amx === 'string')('leaves the accumulator as it was on a non-finite value, and names it as the unfused path does', () => {
