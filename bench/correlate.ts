@@ -58,11 +58,19 @@ function shapes(): Shape[] {
     return { name: `wide-${name}`, checkpoint }
   })
   const options = { ctx: 256, batchRows: 8, mode: 'stored' as const, threads: THREADS }
+  // Each project also gets BITS16_CONFIG: the same, with the float32 activations multiplied at 16 bits on AMX.
+  const project = (name: string, o: Parameters<typeof writeProject>[1]) => {
+    writeProject(name, { ...o, correlate: '{ operand_bits: 16 }' }, BITS16_CONFIG)
+    return writeProject(name, o)
+  }
   return [
-    { title: 'bundled models: 4 layers × d_mlp 512', seeds: bundled, project: writeProject(`extract-${TOKENS / 1000}k`, { ...options, seeds: bundled, tokens: TOKENS, rowsPerShard: 64 }) },
-    { title: 'study width: 2 layers × d_mlp 3072 (random weights)', seeds: wide, project: writeProject(`correlate-wide-${WIDE_TOKENS / 1000}k`, { ...options, seeds: wide, tokens: WIDE_TOKENS, rowsPerShard: 32 }) },
+    { title: 'bundled models: 4 layers × d_mlp 512', seeds: bundled, project: project(`extract-${TOKENS / 1000}k`, { ...options, seeds: bundled, tokens: TOKENS, rowsPerShard: 64 }) },
+    { title: 'study width: 2 layers × d_mlp 3072 (random weights)', seeds: wide, project: project(`correlate-wide-${WIDE_TOKENS / 1000}k`, { ...options, seeds: wide, tokens: WIDE_TOKENS, rowsPerShard: 32 }) },
   ].filter((_, i) => SHAPES.includes(i === 0 ? 'bundled' : 'wide'))
 }
+
+const BITS16_CONFIG = 'bits16.config.yaml'
+
 
 async function main(): Promise<void> {
   printHeader(
@@ -114,10 +122,14 @@ async function measureShape({ seeds, project }: Shape, probe: string | undefined
     }
     if (probe) peaks.push(measurePeak(probe))
   }
+  const stage16: Timing[] = []   // correlate.operand_bits: 16, only where the AMX backend has the choice
   for (let round = 0; round < ROUNDS; round++) {
     await peers()
     stage.push(await runStages(project, 'correlate', { force: true }))
     console.log(`  stage (CLI) ${String(round + 1).padEnd(5)} ${stage.at(-1)!.wall.toFixed(1).padStart(6)} s  ${gflops(stage.at(-1)!)}  (load ${loadAverage()})`)
+    if (backend.name !== 'amx') continue
+    stage16.push(await runStages(project, 'correlate', { force: true, config: BITS16_CONFIG }))
+    console.log(`  16 bits ${String(round + 1).padEnd(9)} ${stage16.at(-1)!.wall.toFixed(1).padStart(6)} s  ${gflops(stage16.at(-1)!)}  (load ${loadAverage()})`)
   }
   await peers()
   numpy?.close()
@@ -128,6 +140,8 @@ async function measureShape({ seeds, project }: Shape, probe: string | undefined
   const s = medianTiming(stage)
   console.log(`\ncorrelate, median of ${stage.length} stage run(s)${numpy ? ` and ${numpyTimes.length} numpy run(s)` : ''}, load average now ${loadAverage()}:`)
   const rows = [['stage end to end (CLI)', ...rateCells(flops, s)]]
+  const s16 = stage16.length ? medianTiming(stage16) : undefined
+  if (s16) rows.push(['  with operand_bits: 16', ...rateCells(flops, s16)])
   const np = numpy ? medianTiming(numpyTimes) : undefined
   if (np) rows.push([`numpy ${numpy!.version} A @ B.T`, ...rateCells(flops, np)])
   const peak = peakFigures(peaks)
@@ -136,6 +150,7 @@ async function measureShape({ seeds, project }: Shape, probe: string | undefined
   if (np) {
     console.log(ratioLine('stage / numpy (wall)', np.wall / s.wall, { min: 0.9 }))
     console.log(ratioLine('stage / numpy (per CPU second)', np.cpu / s.cpu))
+    if (s16) console.log(ratioLine('stage with operand_bits: 16 / numpy (wall)', np.wall / s16.wall))
   }
   console.log(ratioLine(`stage / peak (wall, ${THREADS} thread(s))`, flops / s.wall / 1e9 / peak.wall, { min: 0.8, unit: '%' }))
   console.log(ratioLine('stage / peak (per CPU second, per core)', flops / s.cpu / 1e9 / peak.perCore, { min: 0.8, unit: '%' }))

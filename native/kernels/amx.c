@@ -14,12 +14,13 @@
 // shard's blobs as they lie in the page cache, and the packing subtracts each row's shift and sums the shifted
 // values on the way into the tiles (amxShiftedProduct), so no shifted float32 copy of the chunk is ever written.
 //
-// Two parts for float16 data. When both chunks are float16 (the stored mode's activations carry 11 significant
-// bits), each shifted value y = float32(x − shift) is kept as two parts, h + m: y rounded to 16 significant bits,
+// Two parts for float16 data, or on request. When both chunks are float16 (the stored mode's activations carry 11
+// significant bits), or the caller asks (correlate.operand_bits: 16), each shifted value y = float32(x − shift) is
+// kept as two parts, h + m: y rounded to 16 significant bits,
 // |y − (h + m)| ≤ 2^-17·|y|. The four part products hh, mh, mm, hm are exact, the row sums are of h + m (the
 // values multiplied), and the work is 4/6: measured 1.43× faster on correlate shapes (N = 2048 and 6144, about the
 // FP32 FMA peak of the cores in effective GFLOP/s). Per entry: |error| ≤ (2^-16 + (4k + 2)·2^-24)·Σ|y·z|. Float32
-// data (the streamed mode's activations) keeps three parts and float32 accuracy.
+// data keeps three parts and float32 accuracy unless asked otherwise.
 //
 // Layout: per block of KC tokens, A is packed as 16-row tiles [16][32 tokens] (natural) and B as the tile unit's
 // pair-interleaved layout [16 token pairs][16 rows][2] (a 16 × 16 transpose of 32-bit pairs), one tile per part.
@@ -439,18 +440,19 @@ static int blob_rows_arg(napi_env env, napi_value value, const char* name, int64
   return 1;
 }
 
-// amxShiftedProduct(a, b, tokens, shiftA, shiftB, shiftFromChunk, out, sumA, sumSqA, sumB, sumSqB, threads) →
-// true, or false when a shifted value is not finite. a, b: BlobRows (b null: B is A, a symmetric product, and
+// amxShiftedProduct(a, b, tokens, shiftA, shiftB, shiftFromChunk, out, sumA, sumSqA, sumB, sumSqB, threads,
+// round16) → true, or false when a shifted value is not finite. a, b: BlobRows (b null: B is A, a symmetric product, and
 // B's shift and sums are A's). out[i·n + j] = Σ_t x_i(t)·y_j(t) with x = float32(a − shiftA), y likewise, and
 // sumA[i] = Σ_t x_i(t), sumSqA[i] = Σ_t x_i(t)², …: what shiftBlobs followed by amxGemm computes, in one pass
 // over the chunk and without the shifted copies. With shiftFromChunk, each row's mean over this chunk is its
-// shift, written into shiftA and shiftB first.
+// shift, written into shiftA and shiftB first. With round16 (or when both are float16), two parts: the shifted
+// values rounded to 16 significant bits (see the top of this file).
 static napi_value AmxShiftedProduct(napi_env env, napi_callback_info info) {
-  napi_value argv[12];
-  if (!get_args(env, info, 12, argv, "amxShiftedProduct(a, b, tokens, shiftA, shiftB, shiftFromChunk, out, sumA, sumSqA, sumB, sumSqB, threads)")) return NULL;
-  int64_t tokens, from_chunk, threads;
+  napi_value argv[13];
+  if (!get_args(env, info, 13, argv, "amxShiftedProduct(a, b, tokens, shiftA, shiftB, shiftFromChunk, out, sumA, sumSqA, sumB, sumSqB, threads, round16)")) return NULL;
+  int64_t tokens, from_chunk, threads, round16;
   napi_valuetype b_type;
-  if (!int_arg(env, argv[2], "tokens", &tokens) || !int_arg(env, argv[5], "shiftFromChunk", &from_chunk) || !int_arg(env, argv[11], "threads", &threads) ||
+  if (!int_arg(env, argv[2], "tokens", &tokens) || !int_arg(env, argv[5], "shiftFromChunk", &from_chunk) || !int_arg(env, argv[11], "threads", &threads) || !int_arg(env, argv[12], "round16", &round16) ||
       napi_typeof(env, argv[1], &b_type) != napi_ok) {
     return NULL;
   }
@@ -496,7 +498,7 @@ static napi_value AmxShiftedProduct(napi_env env, napi_callback_info info) {
       means_of_rows(&op_a, tokens, vectors[0], (int)threads);
       if (!symmetric) means_of_rows(&op_b, tokens, vectors[1], (int)threads);
     }
-    if (m > 0 && n > 0 && tokens > 0) amx_product(&op_a, symmetric ? &op_a : &op_b, tokens, half_a && half_b ? 2 : 3, out, (int)threads);
+    if (m > 0 && n > 0 && tokens > 0) amx_product(&op_a, symmetric ? &op_a : &op_b, tokens, round16 || (half_a && half_b) ? 2 : 3, out, (int)threads);
     else memset(out, 0, (size_t)(m * n) * sizeof(float));
     int finite = finish_sums(lanes, m, vectors[2], vectors[3]);
     if (!symmetric) finite &= finish_sums(lanes + m * 16, n, vectors[4], vectors[5]);

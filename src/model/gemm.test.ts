@@ -204,13 +204,24 @@ describe('the AMX backend\'s fused shift and product', () => {
   // float16 against float16: each shifted value is rounded to 16 significant bits (two bf16 parts, |error| ≤ 2^-17·|y|;
   // the stored values themselves carry 11), and the four part products are exact. Checked against float64 on the
   // same shifts: each cross sum within 2^-16·Σ|yz| + (4k + 2)·2^-24·Σ|yz|, each row sum within 2^-17·Σ|y|.
-  it.skipIf(typeof amx === 'string')('rounds float16 rows to 16 significant bits after the shift, and errs no more than that allows', () => {
-    const gemm = (amx as GemmBackend).gemm
-    const chunksA = [blobs(na, 41, 2), blobs(na, 42, 2)], chunksB = [blobs(nb, 43, 2), blobs(nb, 44, 2)]
-    const state = accumulate(gemm, (k) => chunksA[k], (k) => chunksB[k]).state()
+  // The same for float32 rows when asked (correlate.operand_bits: 16).
+  it.skipIf(typeof amx === 'string').each([
+    ['float16 rows', 2, 24],
+    ['float32 rows with operandBits 16', 4, 16],
+  ] as const)('rounds %s to 16 significant bits after the shift, and errs no more than that allows', (_, width, operandBits) => {
+    const backend = loadGemmBackend('amx', 2, { operandBits })
+    const chunksA = [blobs(na, 41, width), blobs(na, 42, width)], chunksB = [blobs(nb, 43, width), blobs(nb, 44, width)]
+    let state
+    try {
+      state = accumulate(backend.gemm, (k) => chunksA[k], (k) => chunksB[k]).state()
+    } finally {
+      backend.close()
+    }
     const decode = (rows: BlobRows, count: number) => Array.from({ length: count }, (_, i) => {
       const view = new DataView(rows.bytes.buffer, rows.bytes.byteOffset)
-      return Float64Array.from({ length: tokens }, (_, t) => decodeF16(new Uint16Array([view.getUint16(rows.offsets[i] + 2 * t, true)]))[0])
+      return Float64Array.from({ length: tokens }, (_, t) => width === 4
+        ? view.getFloat32(rows.offsets[i] + 4 * t, true)
+        : decodeF16(new Uint16Array([view.getUint16(rows.offsets[i] + 2 * t, true)]))[0])
     })
     const ya = chunksA.flatMap((c) => decode(c, na).map((row, i) => row.map((x) => x - state.shiftA[i])))
     const yb = chunksB.flatMap((c) => decode(c, nb).map((row, j) => row.map((x) => x - state.shiftB[j])))

@@ -278,10 +278,14 @@ export interface AmxGemm {
   /** Why it cannot run here (one line), or null when it can. */
   readonly problem: string | null
   gemm(a: Float32Array, b: Float32Array, m: number, n: number, k: number, out: Float32Array, threads: number): void
-  /** src/stats/gemm.ts's ShiftedProduct on the tiles: the shift is applied while the values are packed into them. */
+  /**
+   * src/stats/gemm.ts's ShiftedProduct on the tiles: the shift is applied while the values are packed into them. With
+   * round16 (always when both chunks are float16), the shifted values are rounded to 16 significant bits.
+   */
   shiftedProduct(
     a: BlobRows, b: BlobRows | null, tokens: number, shiftA: Float64Array, shiftB: Float64Array, shiftFromChunk: 0 | 1,
     out: Float32Array, sumA: Float64Array, sumSqA: Float64Array, sumB: Float64Array, sumSqB: Float64Array, threads: number,
+    round16: 0 | 1,
   ): boolean
 }
 

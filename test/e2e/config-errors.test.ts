@@ -53,6 +53,11 @@ const CASES: [string, string | undefined, string, string[]?][] = [
     'pipeline.config.yaml:9 correlate.baseline.kind: expected "gaussian_rows" | "orthogonal", got "rotation"',
   ],
   [
+    'operand bits other than 24 or 16',
+    GOOD + 'correlate:\n  operand_bits: 20\n',
+    'pipeline.config.yaml:9 correlate.operand_bits: expected 24 | 16, got 20',
+  ],
+  [
     'missing required top-level key',
     GOOD.replace('output_dir: out\n', ''),
     'pipeline.config.yaml:1 output_dir: required key missing (expected a string)',
@@ -176,6 +181,7 @@ describe('a good config', () => {
       max_memory_gib: 8,
       checkpoint_every: 5_000_000,
       checkpoint_minutes: 10,
+      operand_bits: 24,
       mode: 'full',
       screen: { directions: 16, basis: 128 },
     })

@@ -33,10 +33,12 @@ export type CorrelateUnit = PairUnit | FamilyUnit
 export type CorrelateParams = ReturnType<typeof correlateParams>
 
 function correlateParams(cfg: PipelineConfig) {
-  const { baseline, max_memory_gib, mode, screen, threshold } = cfg.correlate
+  const { baseline, max_memory_gib, mode, screen, threshold, operand_bits } = cfg.correlate
   // The threshold is the universal stage's, except in screened mode: which baselines it computes exactly
-  // depends on it. Full mode leaves mode out, so its results keep their keys.
-  return { correlate: { baseline, max_memory_gib, ...(mode === 'screened' ? { mode, screen, threshold } : {}) } }
+  // depends on it. Full mode leaves mode out, and the default operand_bits is left out, so results keep their keys.
+  return {
+    correlate: { baseline, max_memory_gib, ...(mode === 'screened' ? { mode, screen, threshold } : {}), ...(operand_bits === 16 ? { operand_bits } : {}) },
+  }
 }
 
 export const pairName = (a: string, b: string) => `${a}--${b}`

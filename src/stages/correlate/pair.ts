@@ -27,7 +27,7 @@ interface Checkpoint {
 
 export async function correlatePair(u: Extract<PairUnit, { mode: 'stored' }>, ctx: StageContext<CorrelateParams>): Promise<void> {
   const params = ctx.params.correlate
-  const { gemm } = loadFastGemm(ctx.execution.threads)
+  const { gemm } = loadFastGemm(ctx.execution.threads, { operandBits: params.operand_bits })
   kernels.setThreads(ctx.execution.threads)
   const shardPath = (seed: string, shard: number) => ctx.upstream.path(activationPath(seed, shard))
   const infos = await Promise.all(u.shards.map(async (s) => [await readActivationShardInfo(shardPath(u.a, s)), await readActivationShardInfo(shardPath(u.b, s))] as const))

@@ -32,7 +32,9 @@ export type ExtractParams = ReturnType<typeof extractParams>
 
 function extractParams(cfg: PipelineConfig) {
   const { site, dtype, rows_per_shard, batch_rows, skip_tokens, top_k, mode } = cfg.extract
-  return { extract: { site, dtype, rows_per_shard, batch_rows, skip_tokens, top_k, mode } }
+  // Streamed mode computes the pair sums here, so correlate.operand_bits is an input (left out at its default).
+  const operandBits = mode === 'streamed' && cfg.correlate.operand_bits === 16 ? { operand_bits: 16 as const } : {}
+  return { extract: { site, dtype, rows_per_shard, batch_rows, skip_tokens, top_k, mode, ...operandBits } }
 }
 
 export const shardName = (shard: number) => `shard-${String(shard).padStart(4, '0')}`

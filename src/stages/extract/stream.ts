@@ -92,7 +92,7 @@ interface StreamCheckpoint {
 
 export async function extractStream(u: StreamUnit & { checkpointing: Checkpointing }, ctx: StageContext<ExtractParams>): Promise<void> {
   const params = ctx.params.extract
-  const { gemm } = loadFastGemm(ctx.execution.threads)
+  const { gemm } = loadFastGemm(ctx.execution.threads, { operandBits: params.operand_bits })
   kernels.setThreads(ctx.execution.threads)
   const threads = Math.max(1, Math.floor(ctx.execution.threads / u.seeds.length))
   // Later layer blocks only add their layers' cross sums: no statistics, so no hook_pre from the models (the
