@@ -78,7 +78,7 @@ const unavailable = new Map<string, Error>()   // asked once per process: a stag
 export function loadGemmBackend(name: GemmBackendName, threads: number, options: GemmOptions = {}): GemmBackend {
   if (!Number.isInteger(threads) || threads < 1) throw new Error(`gemm: threads must be a positive integer, got ${threads}`)
   const operandBits = options.operandBits ?? 24
-  const key = `${name}|${threads}|${operandBits}`
+  const key = name === 'amx' ? `${name}|${threads}|${operandBits}` : `${name}|${threads}`   // only AMX has the choice
   let engine = engines.get(key)
   if (!engine) {
     const failure = unavailable.get(key)

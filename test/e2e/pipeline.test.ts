@@ -11,6 +11,7 @@ import { readSafetensors } from '../../src/io/safetensors.js'
 import { readTable } from '../../src/io/tables.js'
 import { rotationSeed } from '../../src/stages/correlate/pair-sums.js'
 import { readTokenRows } from '../../src/stages/tokenize/stage.js'
+import { amxGemm } from '../../src/stats/kernels.js'
 import { rotationMatrix } from '../../src/stats/rotation.js'
 import { buildCli, runCli } from '../helpers/cli.js'
 import { TINY, writeTinyGpt2 } from '../helpers/tiny-models.js'
@@ -234,6 +235,34 @@ describe('streamed mode', () => {
       expect(streamed, file).toEqual(stored)
       expect(readFileSync(join(root, 'out-streamed', file)).equals(readFileSync(out(file))), file).toBe(true)
     }
+  })
+})
+
+describe('correlate.operand_bits: 16', () => {
+  test('stored and streamed modes still agree bit for bit, and each correlation stays within 1e-5 of float32 operands', async () => {
+    cpSync(out(), join(root, 'out-bits16'), { recursive: true })
+    const bits16 = 'correlate: { operand_bits: 16 }\n'
+    writeFileSync(join(root, 'bits16.yaml'), config('out-bits16', 'stored') + bits16)
+    writeFileSync(join(root, 'bits16-streamed.yaml'), config('out-bits16-streamed', 'streamed') + bits16)
+    const stored = runCli(['run', '--config', 'bits16.yaml'], root)
+    expect(stored.status, stored.stderr).toBe(0)
+    expect(stored.stdout + stored.stderr).toMatch(/extract 0 run, \d+ skipped; stats 0 run, 3 skipped; correlate 3 run/)   // only the pair sums change
+    const streamed = runCli(['run', '--config', 'bits16-streamed.yaml'], root)
+    expect(streamed.status, streamed.stderr).toBe(0)
+    for (const file of [...SEEDS.map((s) => `universal/${s}.parquet`), 'correlate/s0--s1.parquet', 'correlate/s0--s2.parquet', 'correlate/s1--s2.parquet']) {
+      expect(readFileSync(join(root, 'out-bits16-streamed', file)).equals(readFileSync(join(root, 'out-bits16', file))), file).toBe(true)
+    }
+    let differ = 0
+    for (const seed of SEEDS) {
+      const [exact, rounded] = await Promise.all([readTable(out('universal', `${seed}.parquet`)), readTable(join(root, 'out-bits16', 'universal', `${seed}.parquet`))])
+      exact.forEach((row, i) => {
+        for (const column of ['max_corr', 'mean_corr', 'min_corr', 'excess_corr']) {
+          expect(Math.abs((rounded[i][column] as number) - (row[column] as number)), `${seed} ${column} ${i}`).toBeLessThan(1e-5)
+          if (rounded[i][column] !== row[column]) differ++
+        }
+      })
+    }
+    if (amxGemm.problem === null) expect(differ).toBeGreaterThan(0)   // the setting reached the tiles (elsewhere it changes nothing)
   })
 })
 

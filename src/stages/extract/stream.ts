@@ -92,7 +92,9 @@ interface StreamCheckpoint {
 
 export async function extractStream(u: StreamUnit & { checkpointing: Checkpointing }, ctx: StageContext<ExtractParams>): Promise<void> {
   const params = ctx.params.extract
-  const { gemm } = loadFastGemm(ctx.execution.threads, { operandBits: params.operand_bits })
+  // correlate.operand_bits applies to the pair sums only; the within-layer moments are the stats stage's, as in stored mode.
+  const { gemm } = loadFastGemm(ctx.execution.threads)
+  const { gemm: pairGemm } = loadFastGemm(ctx.execution.threads, { operandBits: params.operand_bits })
   kernels.setThreads(ctx.execution.threads)
   const threads = Math.max(1, Math.floor(ctx.execution.threads / u.seeds.length))
   // Later layer blocks only add their layers' cross sums: no statistics, so no hook_pre from the models (the
@@ -120,7 +122,7 @@ export async function extractStream(u: StreamUnit & { checkpointing: Checkpointi
     }) : undefined
     const cross: PearsonAccumulator[] = pairs.map(([a, b]) => {
       const state = saved?.pairs[`${a.name}--${b.name}`]
-      return state ? PearsonAccumulator.fromState(state, gemm) : crossSums(layouts[a.index], layouts[b.index], u.block ?? ALL_LAYERS(layouts[a.index]), gemm)
+      return state ? PearsonAccumulator.fromState(state, pairGemm) : crossSums(layouts[a.index], layouts[b.index], u.block ?? ALL_LAYERS(layouts[a.index]), pairGemm)
     })
     if (u.block) ctx.log(`layer block ${u.block.index + 1} of ${u.block.total}: A's layers ${u.block.first}–${u.block.first + u.block.count - 1} against all of B, to fit correlate.max_memory_gib`)
     const firstShard = saved?.shardsDone ?? 0
