@@ -1,7 +1,7 @@
 import { afterAll, describe, expect, it } from 'vitest'
 import { gemmFallback, type Gemm } from '../stats/gemm.js'
 import { decodeF16 } from '../io/safetensors-dtypes.js'
-import { type BlobRows, kernels } from '../stats/kernels.js'
+import { amxGemm, type BlobRows, kernels } from '../stats/kernels.js'
 import { type ChunkRows, PearsonAccumulator } from '../stats/pearson.js'
 import { seededRandom } from '../stats/rotation.js'
 import { GEMM_BACKENDS, type GemmBackend, type GemmBackendName, loadFastGemm, loadGemmBackend } from './gemm.js'
@@ -38,7 +38,15 @@ function tryLoad(name: GemmBackendName): GemmBackend | string {
     return (error as Error).message
   }
 }
-const backends = GEMM_BACKENDS.map((name) => ({ name, backend: tryLoad(name) }))
+// The AMX backend hands small products to OpenBLAS; its tile kernel itself is tested on every shape as "amx tiles".
+const amxTiles: GemmBackend | string = amxGemm.problem ?? {
+  name: 'amx', detail: 'the tile kernel alone', close() {},
+  gemm: (a: Float32Array, b: Float32Array, m: number, n: number, k: number, out: Float32Array) => amxGemm.gemm(a, b, m, n, k, out, 2),
+}
+const backends: { name: GemmBackendName | 'amx tiles'; backend: GemmBackend | string }[] = [
+  ...GEMM_BACKENDS.map((name) => ({ name, backend: tryLoad(name) })),
+  { name: 'amx tiles', backend: amxTiles },
+]
 afterAll(() => {
   for (const { backend } of backends) if (typeof backend !== 'string') backend.close()
 })
@@ -57,7 +65,7 @@ for (const { name, backend } of backends) {
     // Float32 summation in any order: |error| ≤ (k + 1)·u·Σ|a·b| with u = 2^-24 (Higham's γ_k bound). The AMX
     // backend adds six part products per product (native/kernels/amx.c), so 6k additions, and drops parts
     // below 2^-23·|a·b|.
-    const additions = (k: number) => (name === 'amx' ? 6 * k + 2 : k + 1)
+    const additions = (k: number) => (name.startsWith('amx') ? 6 * k + 2 : k + 1)
 
     it.each(ODD_SHAPES)('matches the float64 triple loop for m=%i n=%i k=%i', (m, n, k) => {
       const a = randomFloat32(m * k, 1), b = randomFloat32(n * k, 2)
@@ -142,13 +150,9 @@ describe('the AMX backend', () => {
   it.skipIf(typeof amx === 'string')('gives the same bits on any thread count (each entry has one owner and one order)', () => {
     const [m, n, k] = [100, 70, 1100]   // several 512-token blocks, edge tiles on both sides
     const a = randomFloat32(m * k, 13), b = randomFloat32(n * k, 14)
-    const one = loadGemmBackend('amx', 1), out1 = new Float32Array(m * n), out2 = new Float32Array(m * n)
-    try {
-      one.gemm(a, b, m, n, k, out1)
-    } finally {
-      one.close()
-    }
-    ;(amx as GemmBackend).gemm(a, b, m, n, k, out2)
+    const out1 = new Float32Array(m * n), out2 = new Float32Array(m * n)
+    amxGemm.gemm(a, b, m, n, k, out1, 1)
+    amxGemm.gemm(a, b, m, n, k, out2, 2)
     expect(out2).toEqual(out1)
   })
 })
@@ -182,22 +186,23 @@ describe('the AMX backend\'s fused shift and product', () => {
     for (const k of [0, 1]) acc.add(a(k), self ? a(k) : b(k), tokens)
     return acc
   }
-  const twoSteps = (gemm: Gemm): Gemm => (x, y, m, n, k, out) => gemm(x, y, m, n, k, out)   // the same GEMM, unfused
+  // The unfused reference: the same tile kernel on the shifted copies (the backend sends small products to OpenBLAS).
+  const twoSteps = (): Gemm => (x, y, m, n, k, out) => amxGemm.gemm(x, y, m, n, k, out, 2)
 
   it.skipIf(typeof amx === 'string')('gives the bits of the shift and the product taken one after the other when a side is float32', () => {
     let fusedChunks = 0   // chunks the fused path took (it hands a chunk back only for a non-finite value)
-    const amxGemm = (amx as GemmBackend).gemm
-    const gemm = Object.assign(twoSteps(amxGemm), {
-      shifted: (...args: Parameters<NonNullable<Gemm['shifted']>>) => (amxGemm.shifted!(...args) ? (fusedChunks++, true) : false),
+    const backendGemm = (amx as GemmBackend).gemm
+    const gemm = Object.assign(twoSteps(), {
+      shifted: (...args: Parameters<NonNullable<Gemm['shifted']>>) => (backendGemm.shifted!(...args) ? (fusedChunks++, true) : false),
     })
     const chunksA = [blobs(na, 21, 4), blobs(na, 22, 4)], chunksB = [blobs(nb, 23, 2), blobs(nb, 24, 4)]
     const fused = accumulate(gemm, (k) => chunksA[k], (k) => chunksB[k])
-    expect(fused.state()).toEqual(accumulate(twoSteps(gemm), (k) => chunksA[k], (k) => chunksB[k]).state())
+    expect(fused.state()).toEqual(accumulate(twoSteps(), (k) => chunksA[k], (k) => chunksB[k]).state())
     const symmetric = accumulate(gemm, (k) => chunksA[k], (k) => chunksA[k], true)
-    expect(symmetric.state()).toEqual(accumulate(twoSteps(gemm), (k) => chunksA[k], (k) => chunksA[k], true).state())
+    expect(symmetric.state()).toEqual(accumulate(twoSteps(), (k) => chunksA[k], (k) => chunksA[k], true).state())
     // And Float32Array chunks, which the stats stage's streamed mode passes.
     const floatsA = [randomFloat32(na * tokens, 25), randomFloat32(na * tokens, 26)], floatsB = [randomFloat32(nb * tokens, 27), randomFloat32(nb * tokens, 28)]
-    expect(accumulate(gemm, (k) => floatsA[k], (k) => floatsB[k]).state()).toEqual(accumulate(twoSteps(gemm), (k) => floatsA[k], (k) => floatsB[k]).state())
+    expect(accumulate(gemm, (k) => floatsA[k], (k) => floatsB[k]).state()).toEqual(accumulate(twoSteps(), (k) => floatsA[k], (k) => floatsB[k]).state())
     expect(fusedChunks).toBe(6)
   })
 
@@ -281,11 +286,12 @@ describe('the OpenBLAS addon', () => {
 })
 
 describe('loadFastGemm', () => {
+  const named = backends.filter(({ name }) => name !== 'amx tiles')
   it('picks the first backend that loads here, in GEMM_BACKENDS order, and says why it skipped faster ones', () => {
     const automatic: readonly string[] = GEMM_BACKENDS
     const fast = loadFastGemm(1)
     try {
-      const expected = backends.find(({ backend }) => typeof backend !== 'string')!.name
+      const expected = named.find(({ backend }) => typeof backend !== 'string')!.name
       expect(fast.name).toBe(expected)
       expect(fast.skipped).toHaveLength(automatic.indexOf(expected))
     } finally {
@@ -302,7 +308,7 @@ describe('loadFastGemm', () => {
       js.close()
       process.env.SEEDSCOPE_GEMM = 'mkl'
       expect(() => loadFastGemm(1)).toThrow(/SEEDSCOPE_GEMM=mkl: expected one of amx, openblas, onnxruntime, js/)
-      const missing = backends.find(({ backend }) => typeof backend === 'string')   // e.g. amx on another CPU
+      const missing = named.find(({ backend }) => typeof backend === 'string')   // e.g. amx on another CPU
       if (missing) {
         process.env.SEEDSCOPE_GEMM = missing.name
         expect(() => loadFastGemm(1)).toThrow(new RegExp(`SEEDSCOPE_GEMM=${missing.name}: .*; unset it to let seedscope choose`))
@@ -314,7 +320,7 @@ describe('loadFastGemm', () => {
   })
 
   it('shares one engine per backend and thread count; close() lets go of one handle only', () => {
-    const name = backends.find(({ backend }) => typeof backend !== 'string')!.name
+    const name = named.find(({ backend }) => typeof backend !== 'string')!.name as GemmBackendName
     const first = loadGemmBackend(name, 1), second = loadGemmBackend(name, 1)
     const a = Float32Array.of(1, 2, 3, 4), out = new Float32Array(4)
     first.close()

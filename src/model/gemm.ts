@@ -146,21 +146,27 @@ export function loadFastGemm(threads: number, options: GemmOptions = {}): GemmBa
   throw new Error('gemm: no backend loads')
 }
 
+// Products with at most this many outputs go to OpenBLAS when it is built: the tiles' packing does not pay for
+// itself there (512 × 512 × 1024: 140–160 GFLOP/s on AMX against 310–340; 1024 × 512 × 512 and up: AMX as fast or
+// faster; bench/README.md, session 11).
+const SMALL_PRODUCT = 512 * 512
+
 function amxEngine(threads: number, operandBits: 16 | 24): Engine {
   if (amxGemm.problem) throw new Error(amxGemm.problem)
-  let gemmNN: GemmNN | undefined
+  let openblas: Engine | undefined
   try {
-    gemmNN = openblasEngine(threads).gemmNN
+    openblas = openblasEngine(threads)
   } catch {
-    // callers transpose and use gemm instead
+    // callers transpose and use gemm instead of gemmNN; small products stay on the tiles
   }
   const asBlobs = (rows: ChunkRows, tokens: number) => (rows instanceof Float32Array ? float32Blobs(rows, tokens) : rows)
   const shifted: ShiftedProduct = (a, b, tokens, shift, out, sums) => amxGemm.shiftedProduct(
     asBlobs(a, tokens), b === undefined ? null : asBlobs(b, tokens), tokens, shift.a, shift.b, shift.fromChunk ? 1 : 0,
     out, sums.a.sum, sums.a.sumSq, sums.b.sum, sums.b.sumSq, threads, operandBits === 16 ? 1 : 0)
   return {
-    gemm: Object.assign((a: Float32Array, b: Float32Array, m: number, n: number, k: number, out: Float32Array) => amxGemm.gemm(a, b, m, n, k, out, threads), { shifted }),
-    gemmNN,
+    gemm: Object.assign((a: Float32Array, b: Float32Array, m: number, n: number, k: number, out: Float32Array) =>
+      openblas && m * n <= SMALL_PRODUCT ? openblas.gemm(a, b, m, n, k, out) : amxGemm.gemm(a, b, m, n, k, out, threads), { shifted }),
+    gemmNN: openblas?.gemmNN,
     detail: `AMX bf16 tiles, the correlation's activations to ${operandBits} significant bits (float16 ones to 16), ${threads} threads`,
     users: 0,
     stop() {},

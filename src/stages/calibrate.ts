@@ -12,10 +12,12 @@ import { writeFileAtomic } from '../io/atomic-write.js'
 import { writeActivationShard } from '../io/activation-store.js'
 import { checkpointFiles } from '../io/checkpoint.js'
 import { listCorpusFiles, readCorpus } from '../io/corpus.js'
-import { loadFastGemm, type GemmBackend } from '../model/gemm.js'
+import { loadFastGemm } from '../model/gemm.js'
 import { readModelConfig } from '../model/hf-config.js'
 import { loadInstrumentedModel } from '../model/instrumented.js'
 import { findTokenizerFiles, loadTokenizer } from '../model/tokenizer.js'
+import { kernels } from '../stats/kernels.js'
+import { type ChunkRows, PearsonAccumulator } from '../stats/pearson.js'
 import { TopActivations } from '../stats/top-activations.js'
 import { EXTRACTION_REQUEST } from './extract/shard.js'
 import { ShardBuffer } from './extract/shard-buffer.js'
@@ -26,7 +28,11 @@ const FORWARD_ROWS = 2 // a batch of 2 rows × ctx: long enough to time, short e
 const BUDGET_MS = 400 // timed runs continue until this much time has passed (after the minimum runs)
 const MIN_RUNS = 2
 const MAX_RUNS = 50
-const GEMM_SHAPE = { m: 512, n: 512, k: 1024 } // 0.5 GFLOP: ~0.3 s for the pure-JS fallback, milliseconds for BLAS
+// The pair sums' chunk step (shift, product, float64 add) of 2048 neurons against 2048 over 4096 tokens: 34 GFLOP,
+// ~0.1 s on a native backend, wide enough that AMX and BLAS run as they do in the stage. The pure-JS fallback gets
+// 512 × 512 × 1024 (0.5 GFLOP, ~0.3 s).
+const GEMM_SHAPE = { m: 2048, n: 2048, k: 4096 }
+const GEMM_SHAPE_JS = { m: 512, n: 512, k: 1024 }
 const TOP_K = 50 // extract.top_k's default; the heaps' cost hardly depends on it
 const SAMPLE_DOCUMENTS = 64 // bytes per token from the corpus's first documents, up to this many
 const SAMPLE_BYTES = 256 * 1024 // or this much text
@@ -56,7 +62,15 @@ export interface GemmCalibration {
   m: number
   n: number
   k: number
-  gflops: number
+  dtype: 'float16' | 'float32' // of the chunks (a shard's, or float32 in streamed mode)
+  operandBits: 16 | 24 // correlate.operand_bits
+  gflops: number // 2·m·n·k per second of the whole chunk step
+}
+
+/** What the pair sums multiply: their chunks' element type and correlate.operand_bits. */
+export interface ChunkKind {
+  dtype: 'float16' | 'float32'
+  operandBits: 16 | 24
 }
 
 export interface TextCalibration {
@@ -224,25 +238,34 @@ function fileStamp(path: string): [string, number, number] {
   return [path, size, mtimeMs]
 }
 
-/** GFLOP/s of the GEMM backend the correlate stage uses, on a fixed representative shape. */
-export async function calibrateGemm(outputDir: string, threads: number): Promise<Calibrated<GemmCalibration>> {
-  const backend = correlateGemmBackend(threads)
+/**
+ * GFLOP/s of the pair sums' chunk step as the correlate stage runs it (PearsonAccumulator.add on the backend it
+ * picks: shift, product and float64 add), on chunks of the given kind and a fixed representative shape.
+ */
+export async function calibrateGemm(outputDir: string, threads: number, chunk: ChunkKind): Promise<Calibrated<GemmCalibration>> {
+  const backend = loadFastGemm(threads, { operandBits: chunk.operandBits })   // as correlate/pair.ts and extract/stream.ts load it
+  kernels.setThreads(threads)
   try {
-    const { m, n, k } = GEMM_SHAPE
-    const key = { what: 'gemm', machine: thisMachine(), backend: backend.name, detail: backend.detail, m, n, k, threads }
+    const { m, n, k } = backend.name === 'js' ? GEMM_SHAPE_JS : GEMM_SHAPE
+    const key = { what: 'gemm', machine: thisMachine(), backend: backend.name, detail: backend.detail, m, n, k, threads, ...chunk }
     return await cachedCalibration(outputDir, key, async () => {
-      const a = randomFloats(m * k, 1), b = randomFloats(n * k, 2), out = new Float32Array(m * n)
-      const seconds = await timePerRun(() => backend.gemm(a, b, m, n, k, out))
-      return { backend: backend.name, detail: backend.detail, m, n, k, gflops: (2 * m * n * k) / seconds / 1e9 }
+      const a = chunkRows(m, k, chunk.dtype, 1), b = chunkRows(n, k, chunk.dtype, 2)
+      const sums = new PearsonAccumulator({ a: { start: 0, count: m }, b: { start: 0, count: n }, gemm: backend.gemm })
+      const seconds = await timePerRun(() => sums.add(a, b, k))
+      return { backend: backend.name, detail: backend.detail, m, n, k, ...chunk, gflops: (2 * m * n * k) / seconds / 1e9 }
     })
   } finally {
     backend.close()
   }
 }
 
-/** The GEMM the pair sums run on (correlate/pair.ts, extract/stream.ts); change this line if theirs changes. */
-function correlateGemmBackend(threads: number): GemmBackend {
-  return loadFastGemm(threads)
+/** rows × tokens random activations as a shard holds them: float32, or float16 blobs. */
+function chunkRows(rows: number, tokens: number, dtype: 'float16' | 'float32', seed: number): ChunkRows {
+  const values = randomFloats(rows * tokens, seed)
+  if (dtype === 'float32') return values
+  const half = new Uint16Array(values.length)
+  kernels.toFloat16(values, half)
+  return { bytes: new Uint8Array(half.buffer), offsets: Float64Array.from({ length: rows }, (_, i) => i * tokens * 2), bytesPerValue: 2 }
 }
 
 /**

@@ -38,7 +38,7 @@ export async function planExtract(cfg: PipelineConfig, env: PlanEnvironment): Pr
   if (!scenario) return unknownShapes(tokens && tokens.mainRows * cfg.tokenize.ctx * cfg.seeds.length, tokensProblem, seedNotes)
   const forward = await forwardRate(cfg, scenario)
   // Streamed mode adds the pair sums to extract's work; correlate's notes say how the GEMM was calibrated.
-  const gemm = scenario.extract.mode === 'streamed' ? await gemmRate(cfg) : undefined
+  const gemm = scenario.extract.mode === 'streamed' ? await gemmRate(cfg, scenario) : undefined
   const estimate = estimateExtract(scenario, { forward: forward.rate, gemmFlopsPerSecond: gemm?.rate }, env.freeDiskBytes)
   const shards = `${scenario.seeds.length} seeds × ${scenario.shardsPerSeed} shards of ${cfg.extract.rows_per_shard} rows`
   return { ...estimate, notes: [...seedNotes, shards, ...(estimate.notes ?? []), forward.note] }
@@ -52,7 +52,7 @@ export async function planStats(cfg: PipelineConfig, env: PlanEnvironment): Prom
 export async function planCorrelate(cfg: PipelineConfig, env: PlanEnvironment): Promise<PlanEstimate> {
   const { scenario, seedNotes } = await configScenario(cfg, env)
   if (!scenario) return unknownShapes(undefined, undefined, seedNotes.length ? ['no seed shape: see extract'] : [])
-  const gemm = await gemmRate(cfg)
+  const gemm = await gemmRate(cfg, scenario)
   const estimate = estimateCorrelate(scenario, { gemmFlopsPerSecond: gemm.rate })
   // What the screen saves depends on how low-rank the activations are, which only the run finds out.
   const screened = cfg.correlate.mode === 'screened'
@@ -76,7 +76,7 @@ function unknownShapes(tokens: number | undefined, problem: string | undefined, 
  */
 export async function planStudy(cfg: PipelineConfig, env: PlanEnvironment): Promise<{ title: string; plan: PipelinePlan }> {
   const s = studyScenario(cfg, env)
-  const [forward, gemm] = [await forwardRate(cfg, s), await gemmRate(cfg)]
+  const [forward, gemm] = [await forwardRate(cfg, s), await gemmRate(cfg, s)]
   const rates: Rates = { forward: forward.rate, gemmFlopsPerSecond: gemm.rate }
   const extract = estimateExtract(s, rates, env.freeDiskBytes)
   const correlate = estimateCorrelate(s, rates)
@@ -123,10 +123,13 @@ async function forwardRate(cfg: PipelineConfig, scenario: Scenario): Promise<{ r
   return { rate: { flopsPerSecond, statisticsPerSecond: c.statisticsPerSecond, writeBytesPerSecond: c.writeBytesPerSecond, loadSecondsPerParameter: c.loadSeconds / c.parameters }, note }
 }
 
-async function gemmRate(cfg: PipelineConfig): Promise<{ rate: number; note: string }> {
-  const calibrated = await calibrateGemm(cfg.output_dir, cfg.execution.threads)
+/** The pair sums' speed on the chunks a scenario multiplies: a shard's dtype in stored mode, float32 in streamed. */
+async function gemmRate(cfg: PipelineConfig, scenario: Pick<Scenario, 'extract'>): Promise<{ rate: number; note: string }> {
+  const dtype = scenario.extract.mode === 'streamed' ? 'float32' : scenario.extract.dtype
+  const calibrated = await calibrateGemm(cfg.output_dir, cfg.execution.threads, { dtype, operandBits: cfg.correlate.operand_bits })
   const c = calibrated.result
-  const note = `calibrated correlate GEMM: ${c.backend} ${c.gflops.toPrecision(3)} GFLOP/s at ${c.m}×${c.n}×${c.k} (${c.detail}); ${when(calibrated, cfg)}`
+  const note = `calibrated correlate pair sums: ${c.backend} ${c.gflops.toPrecision(3)} GFLOP/s on ${c.dtype} chunks of ` +
+    `${c.m}×${c.n} neurons × ${c.k} tokens (shift, product, float64 add; ${c.detail}); ${when(calibrated, cfg)}`
   return { rate: c.gflops * 1e9, note }
 }
 

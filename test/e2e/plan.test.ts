@@ -50,7 +50,7 @@ describe('seedscope plan', () => {
     expect(first.stdout).toMatch(/^tokenize: ≈ 89\.7 KB of corpus in 1 file at [\d.]+ bytes\/token \(measured on its first \d+ documents\)/m)
     expect(first.stdout).toMatch(/^extract: mode: stored in the config; recommended stored: .* fit easily/m)
     expect(first.stdout).toMatch(/^extract: calibrated forward of s0's extraction graph \(2 layers × 64 neurons, d_model 32, 2 rows × 64 tokens, 1 threads\): [\d,]+ tok\/s .* measured now/m)
-    expect(first.stdout).toMatch(/^correlate: calibrated correlate GEMM: \w+ [\d.]+ GFLOP\/s at 512×512×1024 .* measured now/m)
+    expect(first.stdout).toMatch(/^correlate: calibrated correlate pair sums: \w+ [\d.]+ GFLOP\/s on float(16|32) chunks of (2048×2048 neurons × 4096|512×512 neurons × 1024) tokens .* measured now/m)
     expect(first.stdout).toMatch(/^correlate: the float64 cross sums \(128\.0 KiB per pair\) fit max_memory_gib 8: one pass per pair$/m)
     const measured = calibrations()
     expect(measured.map((e) => e.key.what).sort()).toEqual(['bytes-per-token', 'forward', 'gemm'])
@@ -61,7 +61,7 @@ describe('seedscope plan', () => {
     expect(second.stdout).not.toMatch(/measured now/)
     expect(second.stdout).toMatch(/^tokenize: .* \(measured on its first \d+ documents, cached\)/m)
     expect(second.stdout).toMatch(/^extract: calibrated forward .* cached, measured \d{4}-\d\d-\d\d \d\d:\d\d UTC/m)
-    expect(second.stdout).toMatch(/^correlate: calibrated correlate GEMM: .* cached, measured \d{4}-\d\d-\d\d \d\d:\d\d UTC/m)
+    expect(second.stdout).toMatch(/^correlate: calibrated correlate pair sums: .* cached, measured \d{4}-\d\d-\d\d \d\d:\d\d UTC/m)
   })
 
   test('after tokenize, the estimate uses its summary; --tokens projects a run no disk holds, and warns', () => {
