@@ -33,7 +33,7 @@ const TOKENS = envNumber('BENCH_TOKENS', 100_000)
 const ROUNDS = envNumber('BENCH_ROUNDS', 1)
 const THREADS = envNumber('BENCH_THREADS', availableParallelism())
 const NOTE_PEAK_PER_CORE = 115 // /work/shared/research/onnx-feasibility.md §3, a 256-bit FMA loop on one core
-const BREAKDOWN_SHARDS = 2
+const BREAKDOWN_SHARDS = 4   // the first sets up; the projection takes its steady rate from the rest
 const WIDE_TOKENS = envNumber('BENCH_WIDE_TOKENS', 32_768)
 const SHAPES = (process.env.BENCH_SHAPES ?? 'bundled,wide').split(',')
 
