@@ -3,9 +3,10 @@
 //
 //   amx          native/kernels/amx.c, on the bf16 tile units of Intel Sapphire Rapids and later: each value as
 //                three bf16 parts, six part products, float32 accuracy. 1.2× OpenBLAS per CPU second on the bare
-//                product; in the correlate stage ~9% faster, as it also shifts the shard's values while packing
-//                them into tiles (Gemm.shifted: no shifted copies). bench/README.md, sessions 10 and 11. Its gemmNN
-//                is OpenBLAS's when that is built.
+//                product; in the correlate stage 7–12% faster, as it also shifts the shard's values while packing
+//                them into tiles (Gemm.shifted: no shifted copies), and ~1.4× more on float16 shards, whose
+//                shifted values it keeps to 16 bits (two parts). bench/README.md, sessions 10 and 11. Products of
+//                at most 512 × 512 outputs, and gemmNN, go to OpenBLAS when that is built.
 //   openblas     native/sgemm, an N-API addon over OpenBLAS cblas_sgemm (built by `make native` when
 //                libopenblas-dev is installed). Zero-copy and synchronous: numpy's speed (the same call).
 //   onnxruntime  a Gemm(transB=1) session in a worker thread, made synchronous with Atomics.wait (see
