@@ -6,7 +6,7 @@ import type { ModelShape } from '../model/hf-config.js'
 import { bytes } from '../runner/plan.js'
 import type { PlanEstimate } from '../runner/stage.js'
 import { HISTOGRAM_BINS } from '../stats/moments.js'
-import { layerBlocks, type LayerBlock } from './correlate/pair-sums.js'
+import { layerBlocks, type LayerBlock, unorderedPairs } from './correlate/pair-sums.js'
 import { streamBlocks } from './extract/stream.js'
 
 export type ModelDims = Pick<ModelShape, 'nLayers' | 'dModel' | 'dMlp' | 'dVocab' | 'nCtx'>
@@ -153,10 +153,6 @@ export function modelMemory(m: ModelDims): number {
 /** hook_pre and hook_post of every layer for one batch, float32. */
 function batchOutputBytes(m: ModelDims, s: Pick<Scenario, 'ctx' | 'extract'>): number {
   return s.extract.batch_rows * s.ctx * neuronCount(m) * 2 * 4
-}
-
-export function unorderedPairs<T>(items: readonly T[]): [T, T][] {
-  return items.flatMap((a, i) => items.slice(i + 1).map((b): [T, T] => [a, b]))
 }
 
 /** Stored or streamed, and why in one line: stored only for modest token counts whose activations fit easily. */

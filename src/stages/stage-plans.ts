@@ -11,8 +11,9 @@ import type { PlanEnvironment, PlanEstimate } from '../runner/stage.js'
 import { type Calibrated, calibrateForward, calibrateGemm, calibrationPath, type ForwardCalibration } from './calibrate.js'
 import {
   estimateCorrelate, estimateExtract, estimateStats, estimateUniversal, forwardFlopsPerToken, GPT2_SMALL,
-  neuronCount, type Rates, type Scenario, unorderedPairs,
+  neuronCount, type Rates, type Scenario,
 } from './plan-estimates.js'
+import { unorderedPairs } from './correlate/pair-sums.js'
 import { configScenario, studyScenario } from './plan-scenario.js'
 
 export async function planTokenize(cfg: PipelineConfig, env: PlanEnvironment): Promise<PlanEstimate> {

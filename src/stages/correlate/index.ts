@@ -11,7 +11,7 @@ import { type StreamBlock, streamUnitId } from '../extract/stream.js'
 import { correlatePair } from './pair.js'
 import { correlateScreened } from './screened.js'
 import { finishStreamedPair } from './streamed.js'
-import { unorderedPairs } from '../plan-estimates.js'
+import { unorderedPairs } from './pair-sums.js'
 import { planCorrelate } from '../stage-plans.js'
 
 /** How often sums are saved; it changes nothing in the results, so it travels on the unit, outside the hash. */

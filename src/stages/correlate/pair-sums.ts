@@ -13,6 +13,11 @@ export interface ModelLayout {
   dMlp: number
 }
 
+/** Every unordered pair of distinct items, in order: (0,1), (0,2), …, (1,2), …: the seed pairs. */
+export function unorderedPairs<T>(items: readonly T[]): [T, T][] {
+  return items.flatMap((a, i) => items.slice(i + 1).map((b): [T, T] => [a, b]))
+}
+
 /** Layers [first, first + count) of A. */
 export interface LayerBlock {
   first: number

@@ -14,7 +14,7 @@ import { WithinLayerMoments, type WithinLayerState } from '../../stats/baseline.
 import { type MomentsState, NeuronMoments } from '../../stats/moments.js'
 import { TopActivations, type TopActivationsState } from '../../stats/top-activations.js'
 import { PearsonAccumulator, type PearsonState } from '../../stats/pearson.js'
-import { addChunk, ALL_LAYERS, crossSums, type LayerBlock, layerBlocks, type ModelLayout } from '../correlate/pair-sums.js'
+import { addChunk, ALL_LAYERS, crossSums, type LayerBlock, layerBlocks, type ModelLayout, unorderedPairs } from '../correlate/pair-sums.js'
 import { readTokenRows } from '../tokenize/stage.js'
 import type { Checkpointing } from '../correlate/index.js'
 import type { ExtractParams } from './index.js'
@@ -52,10 +52,6 @@ export const streamCrossPath = (a: string, b: string, block?: StreamBlock) =>
 /** The stream units' ids: 'stream' unblocked, else 'stream-1of3', 'stream-2of3', … */
 export const streamUnitId = (block?: Pick<StreamBlock, 'index' | 'total'>) => (block ? `stream-${block.index + 1}of${block.total}` : 'stream')
 
-export function seedPairs<T extends { name: string }>(seeds: readonly T[]): [T, T][] {
-  return seeds.flatMap((a, i) => seeds.slice(i + 1).map((b): [T, T] => [a, b]))
-}
-
 /**
  * The layer blocks of a streamed pass: none when every pair's sums fit `maxMemoryGiB` at once, else blocks of A's
  * layers sized for all pairs together. Blocking needs one layout for all seeds (a seed family shares it).
@@ -73,7 +69,7 @@ const sumsSeeds = (u: StreamUnit) => !u.block || u.block.index === 0
 
 export function streamOutputs(u: StreamUnit): string[] {
   const sums = sumsSeeds(u) ? u.seeds.flatMap((s) => [streamStatsPath(s.name), streamWithinPath(s.name)]) : []
-  return [...sums, ...seedPairs(u.seeds).map(([a, b]) => streamCrossPath(a.name, b.name, u.block))]
+  return [...sums, ...unorderedPairs(u.seeds).map(([a, b]) => streamCrossPath(a.name, b.name, u.block))]
 }
 
 interface SeedSums {
@@ -104,7 +100,7 @@ export async function extractStream(u: StreamUnit & { checkpointing: Checkpointi
   const runners = await Promise.all(u.seeds.map((s) => startModelRunner(s.checkpoint, request, { threads, provider: ctx.execution.provider })))
   try {
     const layouts = runners.map((r) => ({ nLayers: r.config.shape.nLayers, dMlp: r.config.shape.dMlp }))
-    const pairs = seedPairs(u.seeds.map((s, i) => ({ ...s, index: i })))
+    const pairs = unorderedPairs(u.seeds.map((s, i) => ({ ...s, index: i })))
     const checkpointPath = ctx.partialPath('stream.safetensors')
     const rowsKey = rowsFingerprint(u)
     const saved = readStateFile<StreamCheckpoint>(checkpointPath)
