@@ -16,11 +16,10 @@
 //
 // Two parts for float16 data, or on request. When both chunks are float16 (the stored mode's activations carry 11
 // significant bits), or the caller asks (correlate.operand_bits: 16), each shifted value y = float32(x − shift) is
-// kept as two parts, h + m: y rounded to 16 significant bits,
-// |y − (h + m)| ≤ 2^-17·|y|. The four part products hh, mh, mm, hm are exact, the row sums are of h + m (the
-// values multiplied), and the work is 4/6: measured 1.43× faster on correlate shapes (N = 2048 and 6144, about the
-// FP32 FMA peak of the cores in effective GFLOP/s). Per entry: |error| ≤ (2^-16 + (4k + 2)·2^-24)·Σ|y·z|. Float32
-// data keeps three parts and float32 accuracy unless asked otherwise.
+// kept as two parts, h + m: y rounded to 16 significant bits, |y − (h + m)| ≤ 2^-17·|y|. The four part products
+// hh, mh, mm, hm are exact, the row sums are of h + m (the values multiplied), and the work is 4/6: measured 1.43×
+// faster on correlate shapes (N = 2048 and 6144; about the cores' FP32 FMA peak in effective GFLOP/s). Per entry:
+// |error| ≤ (2^-16 + (4k + 2)·2^-24)·Σ|y·z|. Float32 data keeps three parts and float32 accuracy unless asked.
 //
 // Layout: per block of KC tokens, A is packed as 16-row tiles [16][32 tokens] (natural) and B as the tile unit's
 // pair-interleaved layout [16 token pairs][16 rows][2] (a 16 × 16 transpose of 32-bit pairs), one tile per part.
