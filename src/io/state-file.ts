@@ -43,6 +43,8 @@ export function readStateFile<T>(path: string): T | undefined {
     if (typeof value !== 'string' || !value.startsWith(ARRAY_MARK)) return value
     const tensor = tensors.get(value.slice(ARRAY_MARK.length))
     if (!tensor) throw new Error(`${path}: state refers to a missing array ${value}`)
-    return (tensor.data as Leaf).slice() // own the memory: views into the file buffer would pin it
+    // Views into the file's bytes, not copies: a state's arrays live and die together (an accumulator adopts
+    // them), and a copy would double the peak memory of a pair's sums, gigabytes at GPT-2 small.
+    return tensor.data as Leaf
   }) as T
 }

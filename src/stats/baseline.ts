@@ -69,9 +69,15 @@ export class WithinLayerMoments {
     return this.layers[0]?.n ?? 0
   }
 
+  /** A copy of the state. */
   state(): WithinLayerState {
     const layers = this.layers.map((acc) => acc.state())
     return { dMlp: this.dMlp, firstLayer: this.firstLayer, nLayers: this.nLayers, layers }
+  }
+
+  /** The live state (not a copy; L·d_mlp² floats): to write a checkpoint now. Do not keep or mutate it. */
+  get sums(): Readonly<WithinLayerState> {
+    return { dMlp: this.dMlp, firstLayer: this.firstLayer, nLayers: this.nLayers, layers: this.layers.map((acc) => acc.sums) }
   }
 
   /** Add a chunk of valid tokens: nLayers·d_mlp rows (the same layouts as PearsonAccumulator's chunks). */

@@ -64,7 +64,7 @@ export async function correlatePair(u: Extract<PairUnit, { mode: 'stored' }>, ct
       sinceCheckpoint += infoA.tokens
       const due = sinceCheckpoint >= u.checkpointing.tokens || Date.now() - lastCheckpoint >= u.checkpointing.minutes * 60_000
       if (due && k + 1 < u.shards.length) {
-        save(checkpointPath, { blockIndex, shardsDone: k + 1, cross: cross.state(), results })
+        save(checkpointPath, { blockIndex, shardsDone: k + 1, cross: cross.sums, results })   // written now: no copy
         sinceCheckpoint = 0
         lastCheckpoint = Date.now()
       }

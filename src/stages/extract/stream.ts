@@ -171,15 +171,16 @@ export async function extractStream(u: StreamUnit & { checkpointing: Checkpointi
     if (sums) {
       u.seeds.forEach((s, i) => {
         writeSafetensors(ctx.outputPath(streamStatsPath(s.name)), shardStatsTensors(sums[i].moments, sums[i].top))
-        writeStateFile(ctx.outputPath(streamWithinPath(s.name)), sums[i].within.state())
+        writeStateFile(ctx.outputPath(streamWithinPath(s.name)), sums[i].within.sums)
       })
     }
-    pairs.forEach(([a, b], p) => writeStateFile(ctx.outputPath(streamCrossPath(a.name, b.name, u.block)), cross[p].state()))
+    pairs.forEach(([a, b], p) => writeStateFile(ctx.outputPath(streamCrossPath(a.name, b.name, u.block)), cross[p].sums))
   } finally {
     await Promise.all(runners.map((r) => r.close()))
   }
 }
 
+/** The pass's state, its big sums as live arrays (not copies): write it at once. */
 function checkpoint(
   shardsDone: number,
   rows: string,
@@ -191,8 +192,8 @@ function checkpoint(
   return {
     shardsDone,
     rows,
-    seeds: sums ? Object.fromEntries(u.seeds.map((s, i) => [s.name, { moments: sums[i].moments.state(), top: sums[i].top.state(), within: sums[i].within.state() }])) : {},
-    pairs: Object.fromEntries(pairs.map(([a, b], p) => [`${a.name}--${b.name}`, cross[p].state()])),
+    seeds: sums ? Object.fromEntries(u.seeds.map((s, i) => [s.name, { moments: sums[i].moments.state(), top: sums[i].top.state(), within: sums[i].within.sums }])) : {},
+    pairs: Object.fromEntries(pairs.map(([a, b], p) => [`${a.name}--${b.name}`, cross[p].sums])),
   }
 }
 
