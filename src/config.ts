@@ -143,7 +143,7 @@ const correlate = z
       .number()
       .positive()
       .default(8)
-      .describe('default 8: budget for the float64 cross sums (a GPT-2-small pair needs 10.1 GiB); above it, block over layers: stored mode per pair, one more pass over the shards per block; streamed mode for all pairs at once, one more pass of every model per block'),
+      .describe('default 8: budget for the float64 cross sums (a GPT-2-small pair needs 10.1 GiB); above it, block over layers: stored mode per pair, one more pass over the shards per block; streamed mode for all pairs at once, one more pass of every model per block. A block\'s sums also stay within 4 GiB, the largest array a checkpoint can be written from in Node 20'),
     checkpoint_every: z
       .number()
       .int()

@@ -247,8 +247,8 @@ export function estimateExtract(s: Scenario, rates: Rates, freeDiskBytes: number
       `streamed: no activation files (stored would write ${decimalBytes(activations)}: ${perToken}); ` +
         `${decimalBytes(sums + statistics)} of sums and statistics, twice while the checkpoint exists`,
       passes > 1
-        ? `streamed: all ${work.pairs.length} pairs' float64 sums (${gib(work.pairs.length * crossSumsBytes(neuronCount(first), neuronCount(first)))}) do not fit ` +
-          `max_memory_gib ${s.maxMemoryGiB}: ${passes} passes over the data, each with ≤ ${layers} of A's layers`
+        ? `streamed: all ${work.pairs.length} pairs' float64 sums (${gib(work.pairs.length * crossSumsBytes(neuronCount(first), neuronCount(first)))}) ` +
+          `${overBudget(2 * work.pairs.length * crossSumsBytes(neuronCount(first), neuronCount(first)), s.maxMemoryGiB)}: ${passes} passes over the data, each with ≤ ${layers} of A's layers`
         : `streamed: all ${work.pairs.length} pairs' float64 sums fit max_memory_gib ${s.maxMemoryGiB}: one pass`,
     )
     estimate = {
@@ -304,12 +304,19 @@ export function estimateCorrelate(s: Scenario, rates: Rates): PlanEstimate {
   return { tokens: stored ? s.validPerSeed * work.pairs.length : undefined, flops, diskBytes: tables + checkpoint, memoryBytes: memory, seconds, notes }
 }
 
+/** Why sums needing `bytes` (float64 sums and float32 product) are split: the budget, or layerBlocks' 4 GiB per block. */
+function overBudget(bytes: number, maxMemoryGiB: number): string {
+  return bytes > maxMemoryGiB * 2 ** 30
+    ? `do not fit max_memory_gib ${maxMemoryGiB}`
+    : `fit max_memory_gib ${maxMemoryGiB}, but a block's sums stay within 4 GiB, the most one array can be checkpointed from in Node 20`
+}
+
 /** Whether a pair's sums fit max_memory_gib, and if not, the layer blocks stored mode uses (streamed: see extract). */
 function blockSentence(a: ModelDims, b: ModelDims, blocks: LayerBlock[], maxMemoryGiB: number, streamedPairs?: number): string {
   const full = crossSumsBytes(neuronCount(a), neuronCount(b))
   if (blocks.length === 1) return `the float64 cross sums (${gib(full)} per pair) fit max_memory_gib ${maxMemoryGiB}: one pass per pair`
   const split = `${blocks.length} blocks of ≤ ${blocks[0].count} layer${blocks[0].count === 1 ? '' : 's'}, each one more pass over the shards`
-  const head = `blocking needed: the float64 cross sums (${gib(full)} per pair) do not fit max_memory_gib ${maxMemoryGiB}`
+  const head = `blocking needed: the float64 cross sums (${gib(full)} per pair) ${overBudget(2 * full, maxMemoryGiB)}`
   return streamedPairs === undefined
     ? `${head}, so A's layers go in ${split}`
     : `${head}; stored mode would split A's layers in ${split}; streamed mode blocks all ${streamedPairs} pairs' sums together (see extract)`

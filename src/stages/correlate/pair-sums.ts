@@ -2,6 +2,7 @@
 // back from Parquet, src/stages/correlate/pair.ts) and streamed (forward passes in memory,
 // src/stages/extract/stream.ts). The cross sums cover a block of A's layers against every layer of B; each seed's
 // within-layer second moments, for the rotation baseline, are kept once per seed by the driver.
+import { UserError } from '../../errors.js'
 import { BaselineMaxima, RotatedLayers, type WithinLayerMoments } from '../../stats/baseline.js'
 import type { Gemm } from '../../stats/gemm.js'
 import { PairMaxima } from '../../stats/maxima.js'
@@ -86,10 +87,19 @@ export function rotationKind(kind: 'gaussian_rows' | 'orthogonal'): RotationKind
   return kind === 'orthogonal' ? 'orthogonal' : 'gaussian-unit-rows'
 }
 
-/** Split A's layers into blocks whose float64 cross sums (block × all of B) fit `bytes`. */
+// A checkpoint writes a block's float64 sums through one byte view, and Node 20 makes none longer than 2^32 bytes
+// (buffer.constants.MAX_LENGTH): a block's sums stay within that whatever the memory budget.
+const MAX_BLOCK_SUMS_BYTES = 2 ** 32
+
+/** Split A's layers into blocks whose float64 cross sums (block × all of B) fit `bytes`, and 4 GiB per block. */
 export function layerBlocks(a: ModelLayout, b: ModelLayout, bytes: number): LayerBlock[] {
-  const perLayer = a.dMlp * b.nLayers * b.dMlp * 8 * 2 // the float64 sums plus the float32 chunk product and its margin
-  const perBlock = Math.max(1, Math.min(a.nLayers, Math.floor(bytes / perLayer)))
+  const sumsPerLayer = a.dMlp * b.nLayers * b.dMlp * 8
+  if (sumsPerLayer > MAX_BLOCK_SUMS_BYTES) {
+    throw new UserError(`one layer of d_mlp ${a.dMlp} against ${b.nLayers} × ${b.dMlp} neurons needs ${(sumsPerLayer / 2 ** 30).toFixed(1)} GiB ` +
+      'of float64 sums, more than the 4 GiB one array can be checkpointed from in Node 20: models this wide are not supported yet')
+  }
+  const perLayer = sumsPerLayer * 2 // the float64 sums plus the float32 chunk product and its margin
+  const perBlock = Math.max(1, Math.min(a.nLayers, Math.floor(bytes / perLayer), Math.floor(MAX_BLOCK_SUMS_BYTES / sumsPerLayer)))
   const blocks: LayerBlock[] = []
   for (let first = 0; first < a.nLayers; first += perBlock) blocks.push({ first, count: Math.min(perBlock, a.nLayers - first) })
   return blocks
