@@ -67,6 +67,11 @@ export class NeuronMoments {
     return moments
   }
 
+  /** The live state (not a copy; its histogram is 257 floats per neuron): to write it now. Do not keep or mutate it. */
+  get sums(): Readonly<MomentsState> {
+    return this.s
+  }
+
   /** A copy of the accumulated state. */
   state(): MomentsState {
     const s = this.s

@@ -44,6 +44,11 @@ export class TopActivations {
     return top
   }
 
+  /** The live state (not a copy): to write it now. Do not keep or mutate it. */
+  get sums(): Readonly<TopActivationsState> {
+    return this.s
+  }
+
   state(): TopActivationsState {
     const s = this.s
     const { nNeurons, k } = s

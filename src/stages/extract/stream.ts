@@ -192,7 +192,7 @@ function checkpoint(
   return {
     shardsDone,
     rows,
-    seeds: sums ? Object.fromEntries(u.seeds.map((s, i) => [s.name, { moments: sums[i].moments.state(), top: sums[i].top.state(), within: sums[i].within.sums }])) : {},
+    seeds: sums ? Object.fromEntries(u.seeds.map((s, i) => [s.name, { moments: sums[i].moments.sums, top: sums[i].top.sums, within: sums[i].within.sums }])) : {},
     pairs: Object.fromEntries(pairs.map(([a, b], p) => [`${a.name}--${b.name}`, cross[p].sums])),
   }
 }
