@@ -29,6 +29,7 @@
 
 #include <math.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -424,17 +425,10 @@ static int blob_rows_arg(napi_env env, napi_value value, const char* name, int64
       !typed_arg(env, offsets_value, napi_float64_array, "offsets", (void**)&offsets, &n) || !int_arg(env, width_value, "bytesPerValue", &width)) {
     return 0;
   }
-  if (width != 2 && width != 4) return range_error(env, "kernels: bytesPerValue must be 2 (float16) or 4 (float32), got %lld", (long long)width);
-  const unsigned char** starts = malloc(sizeof *starts * (n > 0 ? n : 1));
-  if (!starts) abort();
-  for (size_t i = 0; i < n; i++) {
-    const double at = offsets[i];
-    if (!(at >= 0) || at != (double)(int64_t)at || (uint64_t)at + (uint64_t)(width * tokens) > bytes_len) {
-      free(starts);
-      return range_error(env, "kernels: %s blob %zu at byte %.0f runs past the %zu-byte buffer", name, i, at, bytes_len);
-    }
-    starts[i] = bytes + (size_t)at;
-  }
+  char what[16];
+  snprintf(what, sizeof what, "%s blob", name);
+  const unsigned char** starts = blob_starts(env, bytes, bytes_len, offsets, n, width, tokens, what);
+  if (!starts) return 0;
   *rows = starts, *count = (int64_t)n, *half = width == 2;
   return 1;
 }

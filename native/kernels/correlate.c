@@ -201,24 +201,8 @@ static napi_value ShiftBlobs(napi_env env, napi_callback_info info) {
       !shift_outputs(env, argv + 4, (int64_t)rows, tokens, &o)) {
     return NULL;
   }
-  if (width != 2 && width != 4) {
-    range_error(env, "kernels: bytesPerValue must be 2 (float16) or 4 (float32), got %lld", (long long)width);
-    return NULL;
-  }
-  const unsigned char** starts = malloc(sizeof *starts * (rows > 0 ? rows : 1));
-  if (!starts) {
-    napi_throw_error(env, NULL, "kernels: out of memory");
-    return NULL;
-  }
-  for (size_t i = 0; i < rows; i++) {
-    double at = offsets[i];
-    if (!(at >= 0) || at != (double)(int64_t)at || (uint64_t)at + (uint64_t)(width * tokens) > bytes_len) {
-      free(starts);
-      range_error(env, "kernels: blob %zu at byte %.0f runs past the %zu-byte buffer", i, at, bytes_len);
-      return NULL;
-    }
-    starts[i] = bytes + (size_t)at;
-  }
+  const unsigned char** starts = blob_starts(env, bytes, bytes_len, offsets, rows, width, tokens, "blob");
+  if (!starts) return NULL;
   int64_t bad = shift_rows(starts, width == 2, (int64_t)rows, tokens, o.shift, o.dst, o.sum, o.sum_sq);
   free(starts);
   return result_index(env, bad);

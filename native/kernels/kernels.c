@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 int typed_arg(napi_env env, napi_value value, napi_typedarray_type type, const char* name, void** data, size_t* length) {
   static const char* const type_names[] = {"Int8Array",    "Uint8Array",   "Uint8ClampedArray", "Int16Array",
@@ -40,6 +41,29 @@ int range_error(napi_env env, const char* format, ...) {
   va_end(args);
   napi_throw_range_error(env, NULL, message);
   return 0;
+}
+
+const unsigned char** blob_starts(napi_env env, unsigned char* bytes, size_t bytes_len, const double* offsets, size_t rows,
+                                  int64_t width, int64_t tokens, const char* what) {
+  if (width != 2 && width != 4) {
+    range_error(env, "kernels: bytesPerValue must be 2 (float16) or 4 (float32), got %lld", (long long)width);
+    return NULL;
+  }
+  const unsigned char** starts = malloc(sizeof *starts * (rows > 0 ? rows : 1));
+  if (!starts) {
+    napi_throw_error(env, NULL, "kernels: out of memory");
+    return NULL;
+  }
+  for (size_t i = 0; i < rows; i++) {
+    const double at = offsets[i];
+    if (!(at >= 0) || at != (double)(int64_t)at || (uint64_t)at + (uint64_t)(width * tokens) > bytes_len) {
+      free(starts);
+      range_error(env, "kernels: %s %zu at byte %.0f runs past the %zu-byte buffer", what, i, at, bytes_len);
+      return NULL;
+    }
+    starts[i] = bytes + (size_t)at;
+  }
+  return starts;
 }
 
 int get_args(napi_env env, napi_callback_info info, size_t count, napi_value* argv, const char* usage) {

@@ -13,6 +13,11 @@ int typed_arg(napi_env env, napi_value value, napi_typedarray_type type, const c
 int int_arg(napi_env env, napi_value value, const char* name, int64_t* out);
 // Throws a RangeError with the formatted message and returns 0.
 int range_error(napi_env env, const char* format, ...);
+// Row pointers of `rows` blobs of `tokens` values, `width` bytes each (2: float16, 4: float32), at byte offsets[i] of
+// `bytes` (malloc'd; the caller frees). NULL, with a JS error thrown, for another width, a blob past the buffer
+// (named "<what> <i>"), or no memory.
+const unsigned char** blob_starts(napi_env env, unsigned char* bytes, size_t bytes_len, const double* offsets, size_t rows,
+                                  int64_t width, int64_t tokens, const char* what);
 // Reads exactly `count` arguments into argv; 0 (with a TypeError naming `usage`) otherwise.
 int get_args(napi_env env, napi_callback_info info, size_t count, napi_value* argv, const char* usage);
 
