@@ -48,3 +48,26 @@ export function readStateFile<T>(path: string): T | undefined {
     return tensor.data as Leaf
   }) as T
 }
+
+/**
+ * When a long pass saves its state: once `every.tokens` tokens, or `every.minutes` minutes, have gone by since the
+ * last save, whichever comes first (correlate.checkpoint_every, checkpoint_minutes).
+ */
+export class CheckpointClock {
+  private tokens = 0
+  private last = Date.now()
+
+  constructor(private readonly every: { tokens: number; minutes: number }) {}
+
+  /** Count a chunk's tokens; true when a save is due. */
+  count(tokens: number): boolean {
+    this.tokens += tokens
+    return this.tokens >= this.every.tokens || Date.now() - this.last >= this.every.minutes * 60_000
+  }
+
+  /** A save was made: count from here. */
+  saved(): void {
+    this.tokens = 0
+    this.last = Date.now()
+  }
+}

@@ -3,7 +3,7 @@
 // stage (computed once per seed). The sums are checkpointed every `correlate.checkpoint_every` tokens (or minutes), so a killed run resumes where it stopped and
 // ends with identical numbers: the same chunks are added in the same order to the same exact float64 state.
 import { readActivationRows, readActivationShardInfo, type ShardInfo } from '../../io/activation-store.js'
-import { readStateFile, writeStateFile } from '../../io/state-file.js'
+import { CheckpointClock, readStateFile, writeStateFile } from '../../io/state-file.js'
 import { loadFastGemm } from '../../model/gemm.js'
 import type { StageContext } from '../../runner/stage.js'
 import { WithinLayerMoments, type WithinLayerState } from '../../stats/baseline.js'
@@ -51,8 +51,7 @@ export async function correlatePair(u: Extract<PairUnit, { mode: 'stored' }>, ct
     const resumed = saved?.cross && blockIndex === saved.blockIndex ? saved : undefined
     const cross = resumed ? PearsonAccumulator.fromState(resumed.cross!, gemm) : crossSums(layoutA, layoutB, blocks[blockIndex], gemm)
     const firstShard = resumed?.shardsDone ?? 0
-    let sinceCheckpoint = 0
-    let lastCheckpoint = Date.now()
+    const clock = new CheckpointClock(u.checkpointing)
     for (let k = firstShard; k < u.shards.length; k++) {
       if (ctx.signal.aborted) throw new Error('correlate: cancelled')
       const [infoA, infoB] = infos[k]
@@ -61,12 +60,9 @@ export async function correlatePair(u: Extract<PairUnit, { mode: 'stored' }>, ct
       b = await readActivationRows(shardPath(u.b, u.shards[k]), infoB, 0, layoutB.nLayers * layoutB.dMlp, b)
       cross.add(a, b, infoA.tokens)
       ctx.progress.advance(infoA.tokens)
-      sinceCheckpoint += infoA.tokens
-      const due = sinceCheckpoint >= u.checkpointing.tokens || Date.now() - lastCheckpoint >= u.checkpointing.minutes * 60_000
-      if (due && k + 1 < u.shards.length) {
+      if (clock.count(infoA.tokens) && k + 1 < u.shards.length) {
         save(checkpointPath, { blockIndex, shardsDone: k + 1, cross: cross.sums, results })   // written now: no copy
-        sinceCheckpoint = 0
-        lastCheckpoint = Date.now()
+        clock.saved()
       }
     }
     const block = pairResults(cross, layoutA, layoutB, rotated.a, rotated.b)

@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto'
 import { countValid } from '../../io/activation-store.js'
 import { writeSafetensors } from '../../io/safetensors.js'
-import { readStateFile, writeStateFile } from '../../io/state-file.js'
+import { CheckpointClock, readStateFile, writeStateFile } from '../../io/state-file.js'
 import { loadFastGemm } from '../../model/gemm.js'
 import { type ModelRunner, startModelRunner } from '../../model/model-worker.js'
 import type { StageContext } from '../../runner/stage.js'
@@ -126,8 +126,7 @@ export async function extractStream(u: StreamUnit & { checkpointing: Checkpointi
     const totalRows = u.shards.reduce((sum, _, k) => sum + rowsOf(k), 0)
     if (saved) ctx.log(`resuming from a checkpoint (${firstShard} of ${u.shards.length} shards done)`)
 
-    let tokensSinceCheckpoint = 0
-    let lastCheckpoint = Date.now()
+    const clock = new CheckpointClock(u.checkpointing)
     let positions = 0
     const maxShardRows = Math.max(...u.shards.map((_, k) => rowsOf(k)))
     let storage: Float32Array[] | undefined // each seed's activations, reused by every shard
@@ -160,12 +159,9 @@ export async function extractStream(u: StreamUnit & { checkpointing: Checkpointi
           s.top.addRows(buffers[i].acts, tokens, buffers[i].places)
         })
       }
-      tokensSinceCheckpoint += tokens
-      const due = tokensSinceCheckpoint >= u.checkpointing.tokens || Date.now() - lastCheckpoint >= u.checkpointing.minutes * 60_000
-      if (due && k + 1 < u.shards.length) {
+      if (clock.count(tokens) && k + 1 < u.shards.length) {
         writeStateFile(checkpointPath, checkpoint(k + 1, rowsKey, u, sums, pairs, cross))
-        tokensSinceCheckpoint = 0
-        lastCheckpoint = Date.now()
+        clock.saved()
       }
     }
     if (sums) {

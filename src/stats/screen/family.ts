@@ -10,6 +10,7 @@
 // y is a neuron's activation minus its mean (the stats stage's), so u = y/|y| is a unit vector and u_a·u_b is the
 // Pearson correlation. Only the passes' results are kept, never activations.
 import { type RotatedLayers, type WithinLayerMoments } from '../baseline.js'
+import { CheckpointClock } from '../../io/state-file.js'
 import { BufferPool } from '../buffer-pool.js'
 import type { Gemm, GemmNN } from '../gemm.js'
 import { kernels } from '../kernels.js'
@@ -296,9 +297,7 @@ class ScreenedFamily {
       resumed.sums.forEach((saved, i) => pass.sums[i].set(saved))
       this.o.progress?.(shardTokens.slice(0, resumed.shards).reduce((sum, t) => sum + t, 0))
     }
-    const every = this.o.checkpointEvery
-    let sinceCheckpoint = 0
-    let lastCheckpoint = Date.now()
+    const clock = this.o.checkpointEvery && new CheckpointClock(this.o.checkpointEvery)
     for (let shard = resumed?.shards ?? 0; shard < shardTokens.length; shard++) {
       if (this.o.signal?.aborted) throw new Error('correlate: cancelled')
       const t = shardTokens[shard]
@@ -306,13 +305,10 @@ class ScreenedFamily {
       await visit(t, chunks)
       await chunks.recycle()
       this.o.progress?.(t)
-      sinceCheckpoint += t
-      const due = every && (sinceCheckpoint >= every.tokens || Date.now() - lastCheckpoint >= every.minutes * 60_000)
-      if (due && shard + 1 < shardTokens.length) {
+      if (clock?.count(t) && shard + 1 < shardTokens.length) {
         this.state.inPass = { pass: pass.pass, shards: shard + 1, sums: pass.sums }
         this.o.checkpoint?.(this.state)
-        sinceCheckpoint = 0
-        lastCheckpoint = Date.now()
+        clock.saved()
       }
     }
     delete this.state.inPass // the pass's result goes into the state next, and is saved with it
