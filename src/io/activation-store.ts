@@ -36,7 +36,7 @@ export interface ShardInfo extends ShardLayout {
  * to the event loop between row groups: a GPT-2-small shard is ~600 MB, and a model worker waiting for its next
  * batch must not wait for all of it.
  */
-export async function writeActivationShard(path: string, layout: ShardLayout, acts: Float32Array): Promise<{ bytes: number; sha256: string }> {
+export async function writeActivationShard(path: string, layout: ShardLayout, acts: Float32Array): Promise<{ bytes: number; hash: string }> {
   const global = layout.neurons ?? Array.from({ length: layout.nLayers * layout.dMlp }, (_, g) => g)
   const neurons = global.length
   const tokens = countValid(layout.valid)

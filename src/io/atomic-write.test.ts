@@ -1,35 +1,33 @@
-import { createHash } from 'node:crypto'
 import { appendFileSync, mkdtempSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, relative } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { committedFile, writeFileAtomic } from './atomic-write.js'
-
-const sha = (data: Uint8Array | string) => createHash('sha256').update(data).digest('hex')
+import { contentHashOf } from './content-hash.js'
 
 describe('committedFile', () => {
   const dir = mkdtempSync(join(tmpdir(), 'atomic-'))
 
-  it('knows the sha256 of a file this process wrote, computed while writing', () => {
+  it('knows the content hash of a file this process wrote, computed while writing', () => {
     const path = join(dir, 'a.bin')
     writeFileAtomic(path, [Buffer.from('hello '), Buffer.from('world')])
-    expect(committedFile(path)?.sha256).toBe(sha(readFileSync(path)))
-    expect(committedFile(relative(process.cwd(), path))?.sha256).toBe(sha('hello world')) // any spelling of the path
+    expect(committedFile(path)?.hash).toBe(contentHashOf(readFileSync(path)))
+    expect(committedFile(relative(process.cwd(), path))?.hash).toBe(contentHashOf('hello world')) // any spelling of the path
   })
 
   it('forgets it once the file changed size, mtime or inode, or is gone', () => {
     const grown = join(dir, 'b.bin')
     writeFileAtomic(grown, 'data')
     appendFileSync(grown, '!')
-    expect(committedFile(grown)?.sha256).toBeUndefined()
+    expect(committedFile(grown)?.hash).toBeUndefined()
 
     const replaced = join(dir, 'c.bin')
     writeFileAtomic(replaced, 'same')
     const other = join(dir, 'other.bin')
     writeFileSync(other, 'same')
     renameSync(other, replaced) // same size and content, another inode
-    expect(committedFile(replaced)?.sha256).toBeUndefined()
+    expect(committedFile(replaced)?.hash).toBeUndefined()
 
-    expect(committedFile(join(dir, 'never-written'))?.sha256).toBeUndefined()
+    expect(committedFile(join(dir, 'never-written'))?.hash).toBeUndefined()
   })
 })

@@ -1,9 +1,9 @@
 // The only way seedscope puts a finished file on disk: write a temporary sibling, fsync it, rename it over the
 // target, fsync the directory. A reader (or a resumed run) therefore sees either the old file or the whole new
 // one, never a torn write.
-import { createHash } from 'node:crypto'
 import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, statSync, writeSync } from 'node:fs'
 import { basename, dirname, join, resolve } from 'node:path'
+import { createContentHash } from './content-hash.js'
 
 /** Temporary name next to `path`; the pid keeps two writers of the same target apart. */
 export function temporaryPath(path: string): string {
@@ -15,7 +15,7 @@ export function writeFileAtomic(path: string, data: Uint8Array | string | readon
   mkdirSync(dirname(path), { recursive: true })
   const tmp = temporaryPath(path)
   const fd = openSync(tmp, 'w')
-  const hash = createHash('sha256')
+  const hash = createContentHash()
   try {
     const chunks = typeof data === 'string' ? [Buffer.from(data)] : data instanceof Uint8Array ? [data] : data
     for (const chunk of chunks) {
@@ -29,27 +29,27 @@ export function writeFileAtomic(path: string, data: Uint8Array | string | readon
     throw error
   }
   closeSync(fd)
-  commitTemporary(tmp, path, hash.digest('hex'))
+  commitTemporary(tmp, path, hash.digest())
 }
 
 /**
- * Rename a complete, fsynced temporary file over `path` and make the rename durable. `sha256`: the content's hash,
+ * Rename a complete, fsynced temporary file over `path` and make the rename durable. `hash`: the content hash,
  * computed as it was written, which {@link committedFile} then gives out instead of reading the file again.
  */
-export function commitTemporary(tmp: string, path: string, sha256?: string): void {
+export function commitTemporary(tmp: string, path: string, hash?: string): void {
   renameSync(tmp, path)
   syncDirectory(dirname(path))
-  if (sha256) committed.set(resolve(path), { ...stamp(path), sha256 })
+  if (hash) committed.set(resolve(path), { ...stamp(path), hash })
 }
 
 // Hashes of the files this process committed, each valid while the file keeps the stamp it had then.
-const committed = new Map<string, { size: number; mtimeMs: number; ino: number; sha256: string }>()
+const committed = new Map<string, { size: number; mtimeMs: number; ino: number; hash: string }>()
 
 /**
- * The sha256, size and mtime of a file this process wrote, if it is still as written (same size, mtime and
+ * The content hash (content-hash.ts), size and mtime of a file this process wrote, if it is still as written (same size, mtime and
  * inode); else undefined.
  */
-export function committedFile(path: string): { size: number; mtimeMs: number; sha256: string } | undefined {
+export function committedFile(path: string): { size: number; mtimeMs: number; hash: string } | undefined {
   const known = committed.get(resolve(path))
   if (!known) return undefined
   let now

@@ -1,6 +1,5 @@
 // Parquet tables: round trips through hyparquet, row groups per append, atomic replacement, byte-identical
 // rewrites, and the int32 blob layout checked against bytes written out by hand.
-import { createHash } from 'node:crypto'
 import { existsSync, mkdtempSync, readFileSync, readdirSync, readlinkSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -8,6 +7,7 @@ import { ByteWriter, ParquetWriter } from 'hyparquet-writer'
 import { describe, expect, it } from 'vitest'
 import { TableWriter, int32Blob, readInt32Blob, readTable, readTableInfo, writeTable } from './tables.js'
 import type { TableSpec } from './tables.js'
+import { contentHashOf } from './content-hash.js'
 
 const scratch = () => mkdtempSync(join(tmpdir(), 'seedscope-tables-'))
 
@@ -62,14 +62,14 @@ describe('writeTable / readTable', () => {
     ])
   })
 
-  it('writes the same bytes twice and reports their sha256', () => {
+  it('writes the same bytes twice and reports their content hash', () => {
     const dir = scratch()
     const first = writeTable(join(dir, 'a.parquet'), spec, values)
     const second = writeTable(join(dir, 'b.parquet'), spec, values)
     const bytes = readFileSync(join(dir, 'a.parquet'))
     expect(readFileSync(join(dir, 'b.parquet')).equals(bytes)).toBe(true)
     expect(first).toEqual(second)
-    expect(first).toEqual({ bytes: bytes.length, sha256: createHash('sha256').update(bytes).digest('hex') })
+    expect(first).toEqual({ bytes: bytes.length, hash: contentHashOf(bytes) })
   })
 
   it('refuses columns of different lengths or a missing column', () => {
@@ -152,7 +152,7 @@ describe('TableWriter, large pages', () => {
     parquet.finish()
     const file = readFileSync(path)
     expect(file.equals(reference.getBytes())).toBe(true)
-    expect(written).toEqual({ bytes: file.length, sha256: createHash('sha256').update(file).digest('hex') })
+    expect(written).toEqual({ bytes: file.length, hash: contentHashOf(file) })
   })
 
   it.runIf(existsSync('/proc/self/fd'))('syncs behind the writes, and closes that descriptor once the syncs are done', async () => {

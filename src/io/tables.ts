@@ -1,7 +1,6 @@
 // Parquet tables: every seedscope output table is written and read here, with hyparquet-writer and hyparquet.
 // A table is a list of typed columns plus string key-value metadata; writes are atomic (temp file, fsync,
 // rename), and a streaming writer puts one row group on disk per `append`, so memory holds one group at most.
-import { createHash } from 'node:crypto'
 import { closeSync, fdatasync, fstatSync, fsyncSync, mkdirSync, openSync, readSync, rmSync, writeSync } from 'node:fs'
 import { dirname } from 'node:path'
 import { asyncBufferFromFile, parquetMetadata, parquetReadObjects, parquetSchema } from 'hyparquet'
@@ -11,6 +10,7 @@ import { ByteWriter, ParquetWriter } from 'hyparquet-writer'
 import { writePageHeader } from 'hyparquet-writer/src/datapage.js'
 import { fileMapping, type FileMapping } from '../stats/kernels.js'
 import { commitTemporary, temporaryPath } from './atomic-write.js'
+import { createContentHash } from './content-hash.js'
 
 /**
  * Column types seedscope uses. `INT32_LIST` is a Parquet LIST of int32 (one JS array per row); `BYTE_ARRAY`
@@ -136,8 +136,8 @@ export class TableWriter {
     this.rowCount += rows
   }
 
-  /** Finish the file and move it into place; returns its size and sha256 (hashed as it was written). */
-  close(): { bytes: number; sha256: string } {
+  /** Finish the file and move it into place; returns its size and content hash (hashed as it was written). */
+  close(): { bytes: number; hash: string } {
     if (this.closed) throw new Error(`table ${this.path}: closed twice`)
     this.closed = true
     try {
@@ -146,9 +146,9 @@ export class TableWriter {
       rmSync(this.tmp, { force: true })
       throw error
     }
-    const sha256 = this.sink.hash.digest('hex')
-    commitTemporary(this.tmp, this.path, sha256)
-    return { bytes: this.sink.offset, sha256 }
+    const hash = this.sink.hash.digest()
+    commitTemporary(this.tmp, this.path, hash)
+    return { bytes: this.sink.offset, hash }
   }
 
   /** Drop the partial file; `path` keeps whatever it held before. */
@@ -159,8 +159,8 @@ export class TableWriter {
   }
 }
 
-/** Write a whole table at once, atomically; returns its size and sha256. */
-export function writeTable(path: string, spec: TableSpec, values: ColumnValues): { bytes: number; sha256: string } {
+/** Write a whole table at once, atomically; returns its size and content hash. */
+export function writeTable(path: string, spec: TableSpec, values: ColumnValues): { bytes: number; hash: string } {
   const writer = new TableWriter(path, spec)
   try {
     writer.append(values)
@@ -403,7 +403,7 @@ const SYNC_BEHIND_BYTES = 16 << 20
 
 /** hyparquet-writer's byte buffer, emptied into a file descriptor after every row group. */
 class FileSink extends ByteWriter {
-  readonly hash = createHash('sha256')
+  readonly hash = createContentHash()
   private fd: number | undefined
   private readonly path: string
   // Write-behind: every SYNC_BEHIND_BYTES an fdatasync starts on a second descriptor in libuv's thread pool, so

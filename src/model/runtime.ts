@@ -49,7 +49,11 @@ export class ModelSession {
       // x86, and the GPT-2-small forward pass ran 8–10% faster (bench/forward.ts); values move by < 1.2e-38, far
       // inside any tolerance. onnxruntime sets the flag on its pool threads and on the thread that creates the first
       // session: in the pipeline that is a model worker thread (src/model/model-worker.ts), which does nothing else.
-      extra: { session: { set_denormal_as_zero: '1' } },
+      //
+      // No spinning: by default the pool threads busy-wait between operators, which took the cores from the thread
+      // that absorbs and writes the previous batch while the model runs (the extract stage ran 38 against 43 s on
+      // bench/extract.ts's GPT-2-small project, interleaved); the bare forward pass was no slower without it.
+      extra: { session: { set_denormal_as_zero: '1', intra_op: { allow_spinning: '0' } } },
     })
     return new ModelSession(session)
   }

@@ -1,12 +1,12 @@
-import { createHash } from 'node:crypto'
-import { mkdtempSync, utimesSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, statSync, utimesSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, expect, it, vi } from 'vitest'
 import { writeFileAtomic } from '../io/atomic-write.js'
+import { contentHashOf } from '../io/content-hash.js'
 import { FileHashCache } from './hash.js'
 
-const sha = (text: string) => createHash('sha256').update(text).digest('hex')
+const sha = contentHashOf
 
 describe('FileHashCache', () => {
   const dir = mkdtempSync(join(tmpdir(), 'hash-cache-'))
@@ -79,5 +79,21 @@ describe('FileHashCache', () => {
     const rerun = new NextProcess(cacheFile)
     expect(await rerun.hash(output)).toBe(sha('old content')) // what status would trust (size, mtime) to say
     expect(await rerun.output(output)).toBe(sha('new content')) // a unit's fresh output is always read
+  })
+})
+
+describe('FileHashCache across versions', () => {
+  it('hashes a file again when its entry holds a sha256 from an older seedscope', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'hash-cache-old-'))
+    const file = join(dir, 'input.txt')
+    writeFileSync(file, 'input')
+    const before = new Date(Date.now() - 10_000)
+    utimesSync(file, before, before)
+    const cacheFile = join(dir, 'hashes.json')
+    const old = { size: 5, mtimeMs: statSync(file).mtimeMs, hashedAt: Date.now(), sha256: 'f'.repeat(64) }
+    writeFileSync(cacheFile, JSON.stringify({ [file]: old }))
+    const hashed: string[] = []
+    expect(await new FileHashCache(cacheFile, (path) => hashed.push(path)).hash(file)).toBe(contentHashOf('input'))
+    expect(hashed).toEqual([file])
   })
 })

@@ -1,4 +1,5 @@
-// Content hashes for the runner: a unit's key, files by sha256, and a cache so multi-gigabyte checkpoints and
+// Content hashes for the runner: a unit's key (sha256 of its definition), files by content hash (XXH3), and a
+// cache so multi-gigabyte checkpoints and
 // corpora are hashed once, not at every `run` and `status`.
 import { createHash } from 'node:crypto'
 import { readFileSync } from 'node:fs'
@@ -19,9 +20,9 @@ export function canonicalJson(value: unknown): string {
   )
 }
 
-/** sha256 (hex) of a file's bytes (streamed by src/io/file-hash.ts, so the event loop and progress keep moving). */
-export async function sha256OfFile(path: string): Promise<string> {
-  return (await hashFile(path)).sha256
+/** The content hash of a file's bytes (streamed by src/io/file-hash.ts, so the event loop and progress keep moving). */
+export async function contentHashOfFile(path: string): Promise<string> {
+  return (await hashFile(path)).hash
 }
 
 interface CachedHash {
@@ -29,7 +30,7 @@ interface CachedHash {
   mtimeMs: number
   hashedAt?: number // Date.now() when it was hashed
   written?: true // hashed from the bytes this program wrote, as it committed the file under the run lock
-  sha256: string
+  hash: string // content-hash.ts; entries of an older seedscope have sha256 instead, and are hashed again
 }
 
 // File systems store mtime coarsely (ext4 to a clock tick, NFS and Lustre to a second or worse): a file changed
@@ -40,7 +41,7 @@ interface CachedHash {
 const RACY_MS = 2000
 
 /**
- * sha256 of files (inputs outside output_dir, and finished outputs), remembered by (path, size, mtime) in a JSON
+ * Content hashes of files (inputs outside output_dir, and finished outputs), remembered by (path, size, mtime) in a JSON
  * file. An edit that keeps both size and mtime goes unnoticed; that is the price of not reading 500 MB
  * checkpoints and gigabytes of activations at every status. An entry hashed within RACY_MS of the file's mtime is
  * not trusted (git's "racily clean" problem).
@@ -60,27 +61,27 @@ export class FileHashCache {
     }
   }
 
-  /** The file's sha256; throws ENOENT-style errors for missing files. `quiet`: do not report the hashing. */
+  /** The file's content hash; throws ENOENT-style errors for missing files. `quiet`: do not report the hashing. */
   async hash(path: string, options: { quiet?: boolean } = {}): Promise<string> {
     const written = committedFile(path) // written by this process and unchanged since: no need to read it
     if (written) {
       this.remember(path, written)
-      return written.sha256
+      return written.hash
     }
     const { size, mtimeMs } = await stat(path)
     const cached = this.entries[path]
     const settled = cached?.written || (cached?.hashedAt !== undefined && cached.hashedAt - mtimeMs > RACY_MS)
-    if (cached && cached.size === size && cached.mtimeMs === mtimeMs && settled) return cached.sha256
+    if (cached && cached.size === size && cached.mtimeMs === mtimeMs && settled && cached.hash) return cached.hash
     if (!options.quiet) this.onHashing?.(path, size)
     const hashedAt = Date.now()
-    const sha256 = await sha256OfFile(path)
-    this.entries[path] = { size, mtimeMs, hashedAt, sha256 }
+    const hash = await contentHashOfFile(path)
+    this.entries[path] = { size, mtimeMs, hashedAt, hash }
     this.dirty = true
-    return sha256
+    return hash
   }
 
   /**
-   * The sha256 of an output a unit just wrote: known from the write when it went through atomic-write, else read in
+   * The content hash of an output a unit just wrote: known from the write when it went through atomic-write, else read in
    * full (an older entry for the path is never trusted: the file is new, and may keep a coarse mtime and a size).
    */
   async output(path: string): Promise<string> {
@@ -89,10 +90,10 @@ export class FileHashCache {
   }
 
   /** Record the hash of a file this process committed, so the next process trusts it without reading it. */
-  private remember(path: string, file: { size: number; mtimeMs: number; sha256: string }): void {
+  private remember(path: string, file: { size: number; mtimeMs: number; hash: string }): void {
     const cached = this.entries[path]
-    if (cached?.written && cached.size === file.size && cached.mtimeMs === file.mtimeMs && cached.sha256 === file.sha256) return
-    this.entries[path] = { size: file.size, mtimeMs: file.mtimeMs, hashedAt: Date.now(), written: true, sha256: file.sha256 }
+    if (cached?.written && cached.size === file.size && cached.mtimeMs === file.mtimeMs && cached.hash === file.hash) return
+    this.entries[path] = { size: file.size, mtimeMs: file.mtimeMs, hashedAt: Date.now(), written: true, hash: file.hash }
     this.dirty = true
   }
 

@@ -17,7 +17,7 @@ export interface UnitState {
   readonly unit: Unit
   readonly state: UnitStateName
   readonly reasons: readonly string[] // why it is pending or stale, e.g. 'params changed: extract.dtype'
-  readonly corrupt: readonly string[] // outputs whose size or sha256 disagrees with the manifest
+  readonly corrupt: readonly string[] // outputs whose size or content hash disagrees with the manifest
   readonly key?: string // undefined while an input is unavailable
   readonly params: unknown
   readonly inputs?: readonly InputRecord[]
@@ -108,7 +108,10 @@ export class Results {
     const inputs = gathered.inputs
     const key = unitKey(stage, params, unit, inputs)
     const withKey = { ...base, key, inputs }
-    if (!entry) return { ...withKey, state: 'pending', reasons: ['not run yet'] }
+    if (!entry) {
+      const older = this.manifest(stage.name).olderFormat
+      return { ...withKey, state: 'pending', reasons: [older ? `its manifest is from an older seedscope (format ${older}, sha256 hashes)` : 'not run yet'] }
+    }
     if (entry.key !== key) return { ...withKey, state: 'stale', reasons: [definitionChange(stage, params, inputs, entry)] }
 
     const reasons: string[] = []
@@ -121,8 +124,8 @@ export class Results {
       else if (size !== record.size) {
         reasons.push(`output corrupt: ${output} (${size} bytes, manifest says ${record.size})`)
         corrupt.push(output)
-      } else if ((await this.fileHashes.hash(join(this.outputDir, output), { quiet: true })) !== record.sha256) {
-        reasons.push(`output corrupt: ${output} (sha256 differs from the manifest)`)
+      } else if ((await this.fileHashes.hash(join(this.outputDir, output), { quiet: true })) !== record.hash) {
+        reasons.push(`output corrupt: ${output} (content hash differs from the manifest)`)
         corrupt.push(output)
       }
     }
@@ -156,12 +159,12 @@ export class Results {
       }
       const entry = this.manifest(ref.stage).units[ref.unit]
       if (upstream?.state !== 'done' || !entry) notReady.push(`${ref.stage} ${ref.unit}`)
-      else for (const output of entry.outputs) inputs.push({ name: output.path, sha256: output.sha256 })
+      else for (const output of entry.outputs) inputs.push({ name: output.path, hash: output.hash })
     }
     if (notReady.length) return { unavailable: `upstream not up to date: ${listSome(notReady)}` }
     for (const file of declared.files ?? []) {
       try {
-        inputs.push({ name: file, sha256: await this.fileHashes.hash(file) })
+        inputs.push({ name: file, hash: await this.fileHashes.hash(file) })
       } catch (error) {
         if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error
         const message = `${file}: not found (an input of ${stage.name} ${unit.id})`
@@ -180,7 +183,7 @@ export function unitKey(stage: AnyStage, params: unknown, unit: Unit, inputs: re
     version: stage.version,
     params,
     unit: unit.id,
-    inputs: inputs.map((i) => i.sha256),
+    inputs: inputs.map((i) => i.hash),
   })
 }
 
@@ -189,8 +192,8 @@ function definitionChange(stage: AnyStage, params: unknown, inputs: readonly Inp
   if (entry.version !== stage.version) return `stage version changed: ${entry.version} → ${stage.version}`
   const changed = changedKeys(entry.params, params, '')
   if (changed.length) return `params changed: ${listSome(changed)}`
-  const before = new Map(entry.inputs.map((i) => [i.name, i.sha256]))
-  const names = inputs.filter((i) => before.get(i.name) !== i.sha256).map((i) => i.name)
+  const before = new Map(entry.inputs.map((i) => [i.name, i.hash]))
+  const names = inputs.filter((i) => before.get(i.name) !== i.hash).map((i) => i.name)
   const gone = entry.inputs.filter((i) => !inputs.some((j) => j.name === i.name)).map((i) => `${i.name} (gone)`)
   if (names.length || gone.length) return `inputs changed: ${listSome([...names, ...gone])}`
   return 'inputs changed: reordered or renamed'

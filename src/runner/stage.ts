@@ -17,7 +17,7 @@ export interface UnitRef {
 export interface UnitInputs {
   /** Upstream units whose outputs this unit reads; default: every unit of every stage in `needs`. */
   readonly units?: readonly UnitRef[]
-  /** Absolute paths of files outside output_dir (checkpoints, corpus files); sha256, cached by size and mtime. */
+  /** Absolute paths of files outside output_dir (checkpoints, corpus files); content-hashed, cached by size and mtime. */
   readonly files?: readonly string[]
 }
 

@@ -35,7 +35,7 @@ export async function runUnit(
     if (size === undefined) throw new Error(`${stage.name} ${unit.id} finished without writing ${output}`)
     // Files written through src/io/atomic-write.ts were hashed as they were written; others are read again. The
     // hash cache keeps them, so that the next process (a resumed run, `status`) does not read them again either.
-    records.push({ path: output, size, sha256: await results.fileHashes.output(path) })
+    records.push({ path: output, size, hash: await results.fileHashes.output(path) })
   }
   const entry: ManifestEntry = {
     key: state.key,

@@ -202,7 +202,7 @@ describe('seedscope run, sharing an output directory', () => {
 
     const status = runCli(['status'], dir, toy(dir))
     expect(status.stdout).toContain(
-      '  toy-extract s1/shard-0002: stale (output corrupt: toy-extract/s1/shard-0002.bin (sha256 differs from the manifest))',
+      '  toy-extract s1/shard-0002: stale (output corrupt: toy-extract/s1/shard-0002.bin (content hash differs from the manifest))',
     )
     const rerun = runToCompletion(dir)
     expect(rerun.computed).toEqual(['toy-extract s1/shard-0002'])

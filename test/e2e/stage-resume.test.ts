@@ -262,7 +262,7 @@ describe('seedscope run on the real stages, with corrupt outputs', () => {
     expect(warnings[0]).toMatch(/\] warning: out\/extract\/s0\/shard-0003\.parquet does not match its manifest \(corrupt\?\); recomputing extract s0\/shard-0003$/)
     expect(warnings[1]).toMatch(/\] warning: out\/extract\/s1\/shard-0010\.parquet does not match its manifest \(corrupt\?\); recomputing extract s1\/shard-0010$/)
     expect(rerun.stderr).toContain(`] extract s0/shard-0003: stale (output corrupt: ${truncated} (${size >> 1} bytes, manifest says ${size})), running\n`)
-    expect(rerun.stderr).toContain(`] extract s1/shard-0010: stale (output corrupt: ${flipped} (sha256 differs from the manifest)), running\n`)
+    expect(rerun.stderr).toContain(`] extract s1/shard-0010: stale (output corrupt: ${flipped} (content hash differs from the manifest)), running\n`)
 
     for (const stage of stages) {
       const after = finishedUnits(out(dir), stage)

@@ -2,7 +2,6 @@
 // change (hash coverage, DVC-style), corrupt and missing outputs, the lock, --stages, Ctrl-C at a unit boundary,
 // failures, and resumable partial state.
 import { spawn, spawnSync } from 'node:child_process'
-import { createHash } from 'node:crypto'
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs'
 import { hostname, tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -17,6 +16,7 @@ import { runPipeline, type RunOptions } from '../../src/runner/run.js'
 import type { AnyStage, Stage, Unit } from '../../src/runner/stage.js'
 import { planPipeline } from '../../src/runner/plan.js'
 import { pipelineStatus } from '../../src/runner/status.js'
+import { contentHashOf } from '../../src/io/content-hash.js'
 
 // ---- toy stages: tokenize (2 shards) → extract (seed × shard) → correlate (seed pairs) ----
 
@@ -246,7 +246,7 @@ describe('outputs checked against the manifest', () => {
     bad[0] ^= 0xff
     writeFileSync(output(), bad)
     const status = await pipelineStatus(config(), STAGES)
-    expect(status[1].units[3].reasons).toEqual(['output corrupt: extract/beta/shard-1.txt (sha256 differs from the manifest)'])
+    expect(status[1].units[3].reasons).toEqual(['output corrupt: extract/beta/shard-1.txt (content hash differs from the manifest)'])
     const rerun = await run(config())
     expect(rerun.computed).toEqual(['extract beta/shard-1'])
     const warnings = messages.filter((m) => m.startsWith('warning:'))
@@ -265,6 +265,16 @@ describe('outputs checked against the manifest', () => {
     expect(status[1].units[0].reasons).toEqual(['output missing: extract/alpha/shard-0.txt'])
     // Recomputed bytes equal the recorded ones, so correlate's inputs are unchanged and it is not rerun.
     expect((await run(config())).computed).toEqual(['extract alpha/shard-0', 'extract beta/shard-1'])
+  })
+
+  test("an older seedscope's manifest (format 1, sha256 hashes) makes its stage's units run again, saying why", async () => {
+    await run(config())
+    const manifestFile = join(dir, 'out', 'extract', 'manifest.json')
+    writeFileSync(manifestFile, JSON.stringify({ format: 1, stage: 'extract', units: { 'alpha/shard-0': {} } }))
+    const status = await pipelineStatus(config(), STAGES)
+    expect(status[1].units[0].reasons).toEqual(['its manifest is from an older seedscope (format 1, sha256 hashes)'])
+    expect((await run(config())).computed.filter((u) => u.startsWith('extract'))).toHaveLength(4)
+    expect(JSON.parse(readFileSync(manifestFile, 'utf8')).format).toBe(2)
   })
 })
 
@@ -381,7 +391,7 @@ describe('inputs outside output_dir', () => {
   test('are hashed once and then remembered by size and mtime', async () => {
     await run(config())
     const cache = JSON.parse(readFileSync(join(dir, 'out', '.cache', 'file-hashes.json'), 'utf8'))
-    expect(cache[join(dir, 'corpus.txt')].sha256).toBe(createHash('sha256').update('some documents').digest('hex'))
+    expect(cache[join(dir, 'corpus.txt')].hash).toBe(contentHashOf('some documents'))
     // Besides the input: the outputs, recorded from their writes so that the next run need not read them.
     const others = Object.keys(cache).filter((path) => path !== join(dir, 'corpus.txt'))
     expect(others.length).toBeGreaterThan(0)

@@ -1,7 +1,6 @@
 // The tokenize stage end to end on the fixture corpus: the rows are rebuilt independently (gpt-3-encoder ids,
 // documents joined in the recorded order) and compared token by token and document by document; the split is
 // by document; the outputs are byte-identical across runs and thread counts; bad documents are counted.
-import { createHash } from 'node:crypto'
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { tmpdir } from 'node:os'
@@ -14,6 +13,7 @@ import { readTokenRows, tokenizeCorpus } from './index.js'
 import type { TokenizeParams, TokenizeSummary } from './index.js'
 import { DOCUMENTS_FILE, MANIFEST_FILE, ROWS_FILE } from './outputs.js'
 import type { TokenRow } from './outputs.js'
+import { contentHashOf } from '../../io/content-hash.js'
 
 const fixtures = new URL('../../../test/fixtures/', import.meta.url).pathname
 const sample = join(fixtures, 'corpus/sample.jsonl')
@@ -139,15 +139,14 @@ describe('documents table', () => {
 describe('summary file and returned summary', () => {
   it('records inputs, params, seed and counts, and hashes the outputs', () => {
     const manifest = JSON.parse(readFileSync(join(outDir, MANIFEST_FILE), 'utf8'))
-    const sha256 = (path: string) => createHash('sha256').update(readFileSync(path)).digest('hex')
     expect(manifest.params).toEqual(params)
     expect(manifest.shuffle).toMatchObject({ prng: 'splitmix64', seed: 1 })
     expect(manifest.tokenizer).toMatchObject({ name: 'gpt2', bos: 50256, eos: 50256, special_tokens_in_text: 'encoded as text' })
     expect(manifest.tokenizer.files).toEqual([
-      { path: join(gpt2, 'tokenizer.json'), bytes: 2107653, sha256: 'e88dafdf79f2026eaffb161c36a8b914b5fa586a620d108b9fecc117f74dbdd7' },
+      { path: join(gpt2, 'tokenizer.json'), bytes: 2107653, hash: 'xxh3:92b3cb21e1c56d98' },
     ])
-    expect(manifest.corpus[0]).toEqual({ path: sample, bytes: 89722, sha256: 'c73549e83d0f31b9893127dc45381527c72e39d1f8c714a15059a85b7a095625' })
-    for (const output of manifest.outputs) expect(output.sha256).toBe(sha256(join(outDir, output.path)))
+    expect(manifest.corpus[0]).toEqual({ path: sample, bytes: 89722, hash: 'xxh3:0331d0eb22130de8' }) // XXH3 reference values: src/io/content-hash.test.ts
+    for (const output of manifest.outputs) expect(output.hash).toBe(contentHashOf(readFileSync(join(outDir, output.path))))
     expect(manifest.counts).toEqual({
       documents: summary.documents,
       text_tokens: summary.textTokens,

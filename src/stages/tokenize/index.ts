@@ -193,8 +193,8 @@ interface SummaryInputs {
   corpus: FileHash[]
   caps: PerSplit<number> | null
   summary: TokenizeSummary
-  rowsFile: { bytes: number; sha256: string }
-  documentsFile: { bytes: number; sha256: string }
+  rowsFile: { bytes: number; hash: string }
+  documentsFile: { bytes: number; hash: string }
 }
 
 /** The stage's record of what it read (with hashes), how, and what it wrote; written last. */
