@@ -10,8 +10,8 @@
 // Run with `npx tsx bench/extract.ts` (make build first: the stage runs from dist/). Environment:
 //   BENCH_SHAPES=bundled,gpt2-small  which shapes to measure
 //   BENCH_TOKENS=100000        token budget of the bundled shape's timed project (tokenize.max_tokens)
-//   BENCH_GPT2_TOKENS=16384    token budget of the GPT-2-small shape
-//   BENCH_MEMORY_TOKENS=4×BENCH_TOKENS  the second, larger budget, for the memory comparison
+//   BENCH_GPT2_TOKENS=16384    token budget of the GPT-2-small shape (and twice it, run once: memory, marginal rate)
+//   BENCH_MEMORY_TOKENS=4×BENCH_TOKENS  the bundled shape's second, larger budget (memory, marginal rate)
 //   BENCH_ROUNDS=1             timed stage runs (the bare forward runs once more than the stage)
 //   BENCH_THREADS=<cores>      execution.threads, and the bare sessions' intra-op threads
 import { rmSync } from 'node:fs'
@@ -47,9 +47,10 @@ interface Shape {
   ctx: number
   rowsPerShard: number
   batchRows: number
-  // A second, larger budget for the peak-memory comparison. Larger, not smaller: a budget of two shards per seed
-  // never fills the pipeline (two units in flight, a batch queued), so its peak says little about growth.
-  memoryProject?: string
+  // A second, larger budget, run once: for the peak-memory comparison (larger, not smaller: a budget of two shards
+  // per seed never fills the pipeline, so its peak says little about growth), and for the marginal rate between
+  // the two budgets, where the fixed costs (start-up, the first model load, the last shard's write) cancel.
+  largerProject?: string
 }
 
 function shapes(): Shape[] {
@@ -63,7 +64,7 @@ function shapes(): Shape[] {
       title: 'bundled model: 2 copies of gpt2-s0 (4 layers × d_mlp 512, d_model 128)',
       seeds,
       project: writeProject(`extract-${TOKENS / 1000}k`, options(TOKENS)),
-      memoryProject: writeProject(`extract-${MEMORY_TOKENS / 1000}k`, options(MEMORY_TOKENS)),
+      largerProject: writeProject(`extract-${MEMORY_TOKENS / 1000}k`, options(MEMORY_TOKENS)),
       ...cut,
     })
   }
@@ -81,6 +82,7 @@ function shapes(): Shape[] {
       title: 'GPT-2 small shape: 2 random-weight seeds (12 layers × d_mlp 3072, d_model 768), as bench/forward.ts',
       seeds,
       project: writeProject(`extract-gpt2-small-${GPT2_TOKENS / 1000}k`, { seeds, tokens: GPT2_TOKENS, ...cut, mode: 'stored', threads: THREADS }),
+      largerProject: writeProject(`extract-gpt2-small-${(2 * GPT2_TOKENS) / 1000}k`, { seeds, tokens: 2 * GPT2_TOKENS, ...cut, mode: 'stored', threads: THREADS }),
       ...cut,
     })
   }
@@ -103,7 +105,7 @@ async function main(): Promise<void> {
 async function measure(shape: Shape): Promise<number> {
   const { seeds, project, ctx, batchRows, rowsPerShard } = shape
   console.log(`\n--- ${shape.title}: rows_per_shard ${rowsPerShard}, batch_rows ${batchRows}, ctx ${ctx} ---`)
-  for (const dir of [project, shape.memoryProject]) if (dir) await runStages(dir, 'tokenize') // untimed; skipped when up to date
+  for (const dir of [project, shape.largerProject]) if (dir) await runStages(dir, 'tokenize') // untimed; skipped when up to date
   const { rows, tokens } = mainTokens(project)
   const forwardTokens = tokens * seeds.length
   console.log(`timed project: ${rows} main rows × ${ctx} = ${thousands(tokens)} tokens per seed, ${thousands(forwardTokens)} through a model`)
@@ -141,12 +143,12 @@ async function measure(shape: Shape): Promise<number> {
 
   let largeRun: CliRun | undefined
   let largeTokens = 0
-  if (shape.memoryProject) {
-    largeTokens = mainTokens(shape.memoryProject).tokens
-    console.log(`peak memory at a second budget (${thousands(largeTokens)} tokens, same rows_per_shard):`)
-    largeRun = await runStages(shape.memoryProject, 'extract', { force: true })
+  if (shape.largerProject) {
+    largeTokens = mainTokens(shape.largerProject).tokens
+    console.log(`a second budget (${thousands(largeTokens)} tokens, same rows_per_shard), for peak memory and the marginal rate:`)
+    largeRun = await runStages(shape.largerProject, 'extract', { force: true })
     show('stage (CLI), large budget', largeRun, largeTokens * seeds.length)
-    rmSync(join(shape.memoryProject, 'out/extract'), { recursive: true, force: true }) // ~6 GB, only measured; the next run forces it anyway
+    rmSync(join(shape.largerProject, 'out/extract'), { recursive: true, force: true }) // 6–10 GB, only measured; the next run forces it anyway
   }
 
   const breakdown = await shardBreakdown(shape, rowData.slice(0, rowsPerShard), stageGraphs[0])
@@ -167,6 +169,12 @@ async function measure(shape: Shape): Promise<number> {
   console.log(ratioLine('stage / bare forward (wall)', b.wall / s.wall, { min: 0.9 }))
   console.log(ratioLine('stage / bare forward (per CPU second)', b.cpu / s.cpu))
   console.log(ratioLine("stage / bare forward of the stage's graph (wall)", g.wall / s.wall))
+  if (largeRun && largeRun.wall > s.wall) {
+    // What each further token costs, as in an overnight run: one run at each budget, so noisier than the above.
+    const marginal = ((largeTokens - tokens) * seeds.length) / (largeRun.wall - s.wall)
+    console.log(`marginal rate between the two budgets (start-up, first model load and last write cancel): ${thousands(marginal)} tokens/s`)
+    console.log(ratioLine('marginal stage rate / bare forward (wall)', marginal / (forwardTokens / b.wall)))
+  }
 
   const mainHwm = median(stage.map((r) => r.maxRssMiB))
   const { nLayers, dMlp } = models[0].config.shape
@@ -174,10 +182,10 @@ async function measure(shape: Shape): Promise<number> {
   console.log(`\npeak memory (VmHWM of the CLI process), rows_per_shard ${rowsPerShard}: ${mainHwm.toFixed(0)} MiB (one shard's neuron-major buffer: ≤ ${shardMiB.toFixed(0)} MiB float32)`)
   if (largeRun) {
     printTable(
-      ['token budget', 'tokens per seed', 'shards per seed', 'peak RSS MiB'],
+      ['tokens per seed', 'shards per seed', 'peak RSS MiB'],
       [
-        [thousands(TOKENS), thousands(tokens), String(Math.ceil(rows / rowsPerShard)), mainHwm.toFixed(0)],
-        [thousands(MEMORY_TOKENS), thousands(largeTokens), String(Math.ceil(largeTokens / ctx / rowsPerShard)), largeRun.maxRssMiB.toFixed(0)],
+        [thousands(tokens), String(Math.ceil(rows / rowsPerShard)), mainHwm.toFixed(0)],
+        [thousands(largeTokens), String(Math.ceil(largeTokens / ctx / rowsPerShard)), largeRun.maxRssMiB.toFixed(0)],
       ],
     )
     console.log(`${(largeTokens / tokens).toFixed(1)}× the tokens, ${(largeRun.maxRssMiB / mainHwm).toFixed(2)}× the peak memory`)
@@ -274,7 +282,7 @@ function printBreakdown(b: Breakdown, modelLoad: number): void {
       ['total', total.toFixed(2), '100%', thousands(b.tokens / total)],
     ],
   )
-  console.log(`(plus loading the model, once per shard unit in the CLI: ${modelLoad.toFixed(2)} s here)`)
+  console.log(`(plus loading the model, once per seed in the CLI (the next seed's while this one runs): ${modelLoad.toFixed(2)} s here)`)
 }
 
 main().catch((error) => {
