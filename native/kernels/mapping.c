@@ -1,6 +1,6 @@
 // Read-only file mappings for the readers of activation shards: the correlate and stats stages pass over every
 // shard's bytes once per pass, and reading them first copied each byte from the page cache into a buffer. A
-// mapping lets the kernels read the page cache directly.
+// mapping lets the kernels read the page cache directly. Also aligned memory, for the writers' O_DIRECT staging.
 //
 // mapFile(fd, offset, length) returns a Uint8Array over bytes [offset, offset + length) of the open file; the
 // file must not shrink while mapped (shards are written to a temporary name and renamed, never rewritten in
@@ -83,7 +83,45 @@ static napi_value UnmapFile(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+static void release_aligned(napi_env env, void* data, void* hint) {
+  (void)env;
+  (void)hint;
+  free(data);
+}
+
+// alignedBytes(length, alignment): a Uint8Array of `length` zeroed bytes whose address is a multiple of
+// `alignment` (a power of two): the staging buffer of an O_DIRECT write (src/io/direct-write.ts), which the
+// kernel accepts only from aligned memory. Freed when collected.
+static napi_value AlignedBytes(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  int64_t length, alignment;
+  if (!get_args(env, info, 2, argv, "alignedBytes(length, alignment)") || !int_arg(env, argv[0], "length", &length) ||
+      !int_arg(env, argv[1], "alignment", &alignment)) {
+    return NULL;
+  }
+  if (length <= 0 || alignment < (int64_t)sizeof(void*) || (alignment & (alignment - 1)) != 0) {
+    range_error(env, "kernels: alignedBytes(%lld, %lld) needs a positive length and a power-of-two alignment", (long long)length,
+                (long long)alignment);
+    return NULL;
+  }
+  void* data = NULL;
+  if (posix_memalign(&data, (size_t)alignment, (size_t)length) != 0) {
+    range_error(env, "kernels: out of memory");
+    return NULL;
+  }
+  memset(data, 0, (size_t)length);
+  napi_value buffer, view;
+  if (napi_create_external_arraybuffer(env, data, (size_t)length, release_aligned, NULL, &buffer) != napi_ok) {
+    free(data);
+    range_error(env, "kernels: cannot wrap aligned memory in an ArrayBuffer");
+    return NULL;
+  }
+  if (napi_create_typedarray(env, napi_uint8_array, (size_t)length, buffer, 0, &view) != napi_ok) return NULL;
+  return view;
+}
+
 napi_status register_mapping(napi_env env, napi_value exports) {
   napi_status s = define_function(env, exports, "mapFile", MapFile);
-  return s == napi_ok ? define_function(env, exports, "unmapFile", UnmapFile) : s;
+  if (s == napi_ok) s = define_function(env, exports, "unmapFile", UnmapFile);
+  return s == napi_ok ? define_function(env, exports, "alignedBytes", AlignedBytes) : s;
 }

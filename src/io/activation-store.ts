@@ -46,6 +46,7 @@ export async function writeActivationShard(path: string, layout: ShardLayout, ac
     // and min/max statistics of opaque blobs help no reader.
     codec: 'UNCOMPRESSED',
     statistics: false,
+    direct: true, // hundreds of MB written once: past the page cache (src/io/direct-write.ts)
     columns: [
       { name: 'layer', type: 'INT32' },
       { name: 'neuron', type: 'INT32' },

@@ -72,6 +72,14 @@ describe('writeTable / readTable', () => {
     expect(first).toEqual({ bytes: bytes.length, hash: contentHashOf(bytes) })
   })
 
+  it('writes the same bytes past the page cache (direct) as through it', () => {
+    const dir = scratch()
+    const buffered = writeTable(join(dir, 'a.parquet'), spec, values)
+    const direct = writeTable(join(dir, 'b.parquet'), { ...spec, direct: true }, values)
+    expect(readFileSync(join(dir, 'b.parquet')).equals(readFileSync(join(dir, 'a.parquet')))).toBe(true)
+    expect(direct).toEqual(buffered)
+  })
+
   it('refuses columns of different lengths or a missing column', () => {
     const dir = scratch()
     expect(() => writeTable(join(dir, 'x.parquet'), spec, { ...values, flag: [true] })).toThrow('columns have different lengths')

@@ -11,6 +11,7 @@ import { writePageHeader } from 'hyparquet-writer/src/datapage.js'
 import { fileMapping, type FileMapping } from '../stats/kernels.js'
 import { commitTemporary, temporaryPath } from './atomic-write.js'
 import { createContentHash } from './content-hash.js'
+import { DirectWriter } from './direct-write.js'
 
 /**
  * Column types seedscope uses. `INT32_LIST` is a Parquet LIST of int32 (one JS array per row); `BYTE_ARRAY`
@@ -30,6 +31,7 @@ export interface TableSpec {
   metadata?: Record<string, string> // Parquet key-value metadata, written in key order (default none)
   codec?: 'SNAPPY' | 'UNCOMPRESSED' // default SNAPPY; float blobs do not compress, so activations skip it
   statistics?: boolean // min/max per column chunk (default true); useless for opaque blobs
+  direct?: boolean // write past the page cache where the system allows (direct-write.ts): for large files
 }
 
 /** Column values by name: typed arrays or plain arrays, all of one length. */
@@ -56,7 +58,7 @@ export class TableWriter {
     this.spec = spec
     mkdirSync(dirname(path), { recursive: true })
     this.tmp = temporaryPath(path)
-    this.sink = new FileSink(this.tmp)
+    this.sink = new FileSink(this.tmp, spec.direct ?? false)
     this.parquet = new ParquetWriter({
       writer: this.sink,
       schema: schemaOf(spec.columns),
@@ -406,6 +408,7 @@ class FileSink extends ByteWriter {
   readonly hash = createContentHash()
   private fd: number | undefined
   private readonly path: string
+  private readonly direct: DirectWriter | undefined // set: every byte goes through it, past the page cache
   // Write-behind: every SYNC_BEHIND_BYTES an fdatasync starts on a second descriptor in libuv's thread pool, so
   // the disk takes the file while this thread builds the rest and finish()'s fsync waits for the tail only.
   // Durability rests on finish()'s fsync alone; these only start the writeback early.
@@ -413,10 +416,11 @@ class FileSink extends ByteWriter {
   private syncsInFlight = 0
   private unsynced = 0
 
-  constructor(path: string) {
+  constructor(path: string, direct: boolean) {
     super(1 << 20)
     this.path = path
-    this.fd = openSync(path, 'w')
+    this.direct = direct ? DirectWriter.open(path) : undefined
+    if (!this.direct) this.fd = openSync(path, 'w')
   }
 
   flush(): void {
@@ -434,6 +438,10 @@ class FileSink extends ByteWriter {
   }
 
   private write(bytes: Uint8Array): void {
+    if (this.direct) {
+      this.hash.update(bytes)
+      return this.direct.write(bytes)
+    }
     if (this.fd === undefined) throw new Error(`${this.path}: write after close`)
     this.hash.update(bytes)
     let written = 0
@@ -462,6 +470,7 @@ class FileSink extends ByteWriter {
 
   override finish(): void {
     this.flush()
+    if (this.direct) return this.direct.finish()
     fsyncSync(this.fd!)
     closeSync(this.fd!)
     this.fd = undefined
@@ -469,6 +478,7 @@ class FileSink extends ByteWriter {
   }
 
   discard(): void {
+    this.direct?.close()
     if (this.fd !== undefined) closeSync(this.fd)
     this.fd = undefined
     this.closeSyncFd()

@@ -265,6 +265,13 @@ export interface FileMapping {
 
 export const fileMapping: FileMapping | undefined = kernels.name === 'native' ? loadFileMapping() : undefined
 
+/**
+ * `length` zeroed bytes at an address that is a multiple of `alignment` (native/kernels/mapping.c), for O_DIRECT
+ * writes (src/io/direct-write.ts); undefined with the JavaScript kernels, whose writers go through the page cache.
+ */
+export const alignedBytes: ((length: number, alignment: number) => Uint8Array) | undefined =
+  kernels.name === 'native' ? (createRequire(import.meta.url)(ADDON) as { alignedBytes: (length: number, alignment: number) => Uint8Array }).alignedBytes : undefined
+
 function loadFileMapping(): FileMapping {
   const addon = createRequire(import.meta.url)(ADDON) as { mapFile: FileMapping['map']; unmapFile: FileMapping['unmap'] }
   return { map: addon.mapFile, unmap: addon.unmapFile }
