@@ -15,6 +15,15 @@ describe('committedFile', () => {
     expect(committedFile(relative(process.cwd(), path))?.hash).toBe(contentHashOf('hello world')) // any spelling of the path
   })
 
+  it('writes a large file (past the page cache where it can) with the same bytes and hash', () => {
+    const path = join(dir, 'large.bin')
+    const chunks = [17 << 20, 5, 4096].map((length, c) => Uint8Array.from({ length }, (_, i) => (i * 31 + c) & 255))
+    writeFileAtomic(path, chunks)
+    const written = readFileSync(path)
+    expect(written.equals(Buffer.concat(chunks))).toBe(true)
+    expect(committedFile(path)?.hash).toBe(contentHashOf(written))
+  })
+
   it('forgets it once the file changed size, mtime or inode, or is gone', () => {
     const grown = join(dir, 'b.bin')
     writeFileAtomic(grown, 'data')

@@ -4,31 +4,41 @@
 import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, statSync, writeSync } from 'node:fs'
 import { basename, dirname, join, resolve } from 'node:path'
 import { createContentHash } from './content-hash.js'
+import { DirectWriter } from './direct-write.js'
 
 /** Temporary name next to `path`; the pid keeps two writers of the same target apart. */
 export function temporaryPath(path: string): string {
   return join(dirname(path), `.${basename(path)}.${process.pid}.tmp`)
 }
 
+// From this size on, a file goes past the page cache (direct-write.ts): shard statistics (~70 MB at GPT-2-small
+// size) and checkpointed sums (up to gigabytes). Smaller ones are not worth a staging buffer.
+const DIRECT_MIN_BYTES = 16 << 20
+
 /** Write `data` (bytes, text, or chunks written in order) to `path` atomically. */
 export function writeFileAtomic(path: string, data: Uint8Array | string | readonly Uint8Array[]): void {
   mkdirSync(dirname(path), { recursive: true })
   const tmp = temporaryPath(path)
-  const fd = openSync(tmp, 'w')
+  const chunks = typeof data === 'string' ? [Buffer.from(data)] : data instanceof Uint8Array ? [data] : data
+  const total = chunks.reduce((sum, chunk) => sum + chunk.length, 0)
+  const direct = total >= DIRECT_MIN_BYTES ? DirectWriter.open(tmp) : undefined
+  const fd = direct ? undefined : openSync(tmp, 'w')
   const hash = createContentHash()
   try {
-    const chunks = typeof data === 'string' ? [Buffer.from(data)] : data instanceof Uint8Array ? [data] : data
     for (const chunk of chunks) {
-      writeAll(fd, chunk)
+      if (direct) direct.write(chunk)
+      else writeAll(fd!, chunk)
       hash.update(chunk)
     }
-    fsyncSync(fd)
+    if (direct) direct.finish()
+    else fsyncSync(fd!)
   } catch (error) {
-    closeSync(fd)
+    direct?.close()
+    if (fd !== undefined) closeSync(fd)
     rmSync(tmp, { force: true })
     throw error
   }
-  closeSync(fd)
+  if (fd !== undefined) closeSync(fd)
   commitTemporary(tmp, path, hash.digest())
 }
 
