@@ -56,8 +56,8 @@ export function commitTemporary(tmp: string, path: string, hash?: string): void 
 const committed = new Map<string, { size: number; mtimeMs: number; ino: number; hash: string }>()
 
 /**
- * The content hash (content-hash.ts), size and mtime of a file this process wrote, if it is still as written (same size, mtime and
- * inode); else undefined.
+ * The content hash (content-hash.ts), size and mtime of a file this process wrote, if it is still as written
+ * (same size, mtime and inode); else undefined.
  */
 export function committedFile(path: string): { size: number; mtimeMs: number; hash: string } | undefined {
   const known = committed.get(resolve(path))

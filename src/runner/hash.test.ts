@@ -6,7 +6,6 @@ import { writeFileAtomic } from '../io/atomic-write.js'
 import { contentHashOf } from '../io/content-hash.js'
 import { FileHashCache } from './hash.js'
 
-const sha = contentHashOf
 
 describe('FileHashCache', () => {
   const dir = mkdtempSync(join(tmpdir(), 'hash-cache-'))
@@ -23,10 +22,10 @@ describe('FileHashCache', () => {
     const old = new Date(Date.now() - 60_000)
     utimesSync(file, old, old) // written a minute ago: not racy
     const first = cache()
-    expect(await first.cache.hash(file)).toBe(sha('first'))
+    expect(await first.cache.hash(file)).toBe(contentHashOf('first'))
     first.cache.save()
     const second = cache()
-    expect(await second.cache.hash(file)).toBe(sha('first'))
+    expect(await second.cache.hash(file)).toBe(contentHashOf('first'))
     expect([first.hashed.length, second.hashed.length]).toEqual([1, 0])
   })
 
@@ -35,15 +34,15 @@ describe('FileHashCache', () => {
     const old = new Date(Date.now() - 30_000)
     utimesSync(file, old, old)
     const c = cache()
-    expect(await c.cache.hash(file)).toBe(sha('other'))
+    expect(await c.cache.hash(file)).toBe(contentHashOf('other'))
     expect(c.hashed).toHaveLength(1)
   })
 
   it('does not trust an entry hashed within two seconds of the mtime (the file may change in the same tick)', async () => {
     writeFileSync(file, 'fresh')
     const c = cache()
-    expect(await c.cache.hash(file)).toBe(sha('fresh'))
-    expect(await c.cache.hash(file)).toBe(sha('fresh'))
+    expect(await c.cache.hash(file)).toBe(contentHashOf('fresh'))
+    expect(await c.cache.hash(file)).toBe(contentHashOf('fresh'))
     expect(c.hashed).toHaveLength(2)
   })
 
@@ -51,13 +50,13 @@ describe('FileHashCache', () => {
     const output = join(dir, 'committed.bin')
     writeFileAtomic(output, 'written by a unit') // hashed as written, just now: racy by mtime alone
     const c = cache()
-    expect(await c.cache.output(output)).toBe(sha('written by a unit'))
+    expect(await c.cache.output(output)).toBe(contentHashOf('written by a unit'))
     c.cache.save()
     vi.resetModules() // a fresh module registry: the next process, which never saw the write
     const { FileHashCache: NextProcess } = await import('./hash.js')
     const hashed: string[] = []
     const next = new NextProcess(cacheFile, (path) => hashed.push(path))
-    expect(await next.hash(output)).toBe(sha('written by a unit'))
+    expect(await next.hash(output)).toBe(contentHashOf('written by a unit'))
     expect([c.hashed, hashed]).toEqual([[], []])
   })
 
@@ -77,8 +76,8 @@ describe('FileHashCache', () => {
     writeFileSync(output, 'new content') // same size; a coarse file system may keep the mtime too
     utimesSync(output, before, before)
     const rerun = new NextProcess(cacheFile)
-    expect(await rerun.hash(output)).toBe(sha('old content')) // what status would trust (size, mtime) to say
-    expect(await rerun.output(output)).toBe(sha('new content')) // a unit's fresh output is always read
+    expect(await rerun.hash(output)).toBe(contentHashOf('old content')) // what status would trust (size, mtime) to say
+    expect(await rerun.output(output)).toBe(contentHashOf('new content')) // a unit's fresh output is always read
   })
 })
 

@@ -1,6 +1,5 @@
 // Content hashes for the runner: a unit's key (sha256 of its definition), files by content hash (XXH3), and a
-// cache so multi-gigabyte checkpoints and
-// corpora are hashed once, not at every `run` and `status`.
+// cache so multi-gigabyte checkpoints and corpora are hashed once, not at every `run` and `status`.
 import { createHash } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { stat } from 'node:fs/promises'
@@ -41,8 +40,8 @@ interface CachedHash {
 const RACY_MS = 2000
 
 /**
- * Content hashes of files (inputs outside output_dir, and finished outputs), remembered by (path, size, mtime) in a JSON
- * file. An edit that keeps both size and mtime goes unnoticed; that is the price of not reading 500 MB
+ * Content hashes of files (inputs outside output_dir, and finished outputs), remembered by (path, size, mtime) in
+ * a JSON file. An edit that keeps both size and mtime goes unnoticed; that is the price of not reading 500 MB
  * checkpoints and gigabytes of activations at every status. An entry hashed within RACY_MS of the file's mtime is
  * not trusted (git's "racily clean" problem).
  */
@@ -81,8 +80,9 @@ export class FileHashCache {
   }
 
   /**
-   * The content hash of an output a unit just wrote: known from the write when it went through atomic-write, else read in
-   * full (an older entry for the path is never trusted: the file is new, and may keep a coarse mtime and a size).
+   * The content hash of an output a unit just wrote: known from the write when it went through atomic-write, else
+   * read in full (an older entry for the path is never trusted: the file is new, and may keep a coarse mtime and a
+   * size).
    */
   async output(path: string): Promise<string> {
     if (!committedFile(path)) delete this.entries[path]

@@ -1,6 +1,6 @@
 // A stage's manifest, `<output_dir>/<stage>/manifest.json`: per finished unit, its key, the params and input
-// hashes it was computed from, and each output's size and content hash (src/io/content-hash.ts). An entry is written only after the unit's
-// files are complete, so "in the manifest with matching outputs" means "done".
+// hashes it was computed from, and each output's size and content hash (src/io/content-hash.ts). An entry is
+// written only after the unit's files are complete, so "in the manifest with matching outputs" means "done".
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { writeFileAtomic } from '../io/atomic-write.js'

@@ -110,7 +110,8 @@ export class Results {
     const withKey = { ...base, key, inputs }
     if (!entry) {
       const older = this.manifest(stage.name).olderFormat
-      return { ...withKey, state: 'pending', reasons: [older ? `its manifest is from an older seedscope (format ${older}, sha256 hashes)` : 'not run yet'] }
+      const reason = older ? `its manifest is from an older seedscope (format ${older}, sha256 hashes)` : 'not run yet'
+      return { ...withKey, state: 'pending', reasons: [reason] }
     }
     if (entry.key !== key) return { ...withKey, state: 'stale', reasons: [definitionChange(stage, params, inputs, entry)] }
 
