@@ -438,12 +438,9 @@ class FileSink extends ByteWriter {
   }
 
   private write(bytes: Uint8Array): void {
-    if (this.direct) {
-      this.hash.update(bytes)
-      return this.direct.write(bytes)
-    }
-    if (this.fd === undefined) throw new Error(`${this.path}: write after close`)
     this.hash.update(bytes)
+    if (this.direct) return this.direct.write(bytes)
+    if (this.fd === undefined) throw new Error(`${this.path}: write after close`)
     let written = 0
     while (written < bytes.length) written += writeSync(this.fd, bytes, written, bytes.length - written)
     this.unsynced += bytes.length

@@ -243,12 +243,13 @@ export function estimateExtract(s: Scenario, rates: Rates, freeDiskBytes: number
       const passTimes = `forward ${duration(forwardSeconds!)} + loading models ${duration(loads!)}`
       notes.push(`time: ${passes > 1 ? `${passes} × (${passTimes})` : passTimes} + statistics ${duration(statisticsSeconds!)} + pair sums ${duration(gemmSeconds!)}`)
     }
+    const allPairsSums = work.pairs.length * crossSumsBytes(neuronCount(first), neuronCount(first))
     notes.push(
       `streamed: no activation files (stored would write ${decimalBytes(activations)}: ${perToken}); ` +
         `${decimalBytes(sums + statistics)} of sums and statistics, twice while the checkpoint exists`,
       passes > 1
-        ? `streamed: all ${work.pairs.length} pairs' float64 sums (${gib(work.pairs.length * crossSumsBytes(neuronCount(first), neuronCount(first)))}) ` +
-          `${overBudget(2 * work.pairs.length * crossSumsBytes(neuronCount(first), neuronCount(first)), s.maxMemoryGiB)}: ${passes} passes over the data, each with ≤ ${layers} of A's layers`
+        ? `streamed: all ${work.pairs.length} pairs' float64 sums (${gib(allPairsSums)}) ` +
+          `${overBudget(2 * allPairsSums, s.maxMemoryGiB)}: ${passes} passes over the data, each with ≤ ${layers} of A's layers`
         : `streamed: all ${work.pairs.length} pairs' float64 sums fit max_memory_gib ${s.maxMemoryGiB}: one pass`,
     )
     estimate = {

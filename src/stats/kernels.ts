@@ -241,10 +241,15 @@ function checkShift(srcLength: number, rows: number, tokens: number, shift: Floa
 // src/stats/kernels.ts and dist/stats/kernels.js both sit two levels below the repository root.
 const ADDON = fileURLToPath(new URL('../../native/kernels/build/Release/kernels.node', import.meta.url))
 
+/** The built addon's exports, typed as the caller needs them (Node loads it once; later calls get the same module). */
+function nativeAddon<T>(): T {
+  return createRequire(import.meta.url)(ADDON) as T
+}
+
 /** The C kernels, or undefined when the addon is not built here (a load failure of a built addon throws). */
 export function loadNativeKernels(): Kernels | undefined {
   if (!existsSync(ADDON)) return undefined
-  const addon = createRequire(import.meta.url)(ADDON) as Omit<Kernels, 'name'>
+  const addon = nativeAddon<Omit<Kernels, 'name'>>()
   const { shiftRows, shiftBlobs, sparseDots, addFloat32Into, setThreads, momentSums, powerSums, topKRows, scatterNeuronMajor, toFloat16 } = addon
   return { name: 'native', shiftRows, shiftBlobs, sparseDots, addFloat32Into, setThreads, momentSums, powerSums, topKRows, scatterNeuronMajor, toFloat16 }
 }
@@ -270,10 +275,10 @@ export const fileMapping: FileMapping | undefined = kernels.name === 'native' ? 
  * writes (src/io/direct-write.ts); undefined with the JavaScript kernels, whose writers go through the page cache.
  */
 export const alignedBytes: ((length: number, alignment: number) => Uint8Array) | undefined =
-  kernels.name === 'native' ? (createRequire(import.meta.url)(ADDON) as { alignedBytes: (length: number, alignment: number) => Uint8Array }).alignedBytes : undefined
+  kernels.name === 'native' ? nativeAddon<{ alignedBytes: (length: number, alignment: number) => Uint8Array }>().alignedBytes : undefined
 
 function loadFileMapping(): FileMapping {
-  const addon = createRequire(import.meta.url)(ADDON) as { mapFile: FileMapping['map']; unmapFile: FileMapping['unmap'] }
+  const addon = nativeAddon<{ mapFile: FileMapping['map']; unmapFile: FileMapping['unmap'] }>()
   return { map: addon.mapFile, unmap: addon.unmapFile }
 }
 
@@ -307,7 +312,7 @@ function notLoaded(): never {
 }
 
 function loadAmxGemm(): AmxGemm {
-  const addon = createRequire(import.meta.url)(ADDON) as { amxProblem(): string | null; amxGemm: AmxGemm['gemm']; amxShiftedProduct: AmxGemm['shiftedProduct'] }
+  const addon = nativeAddon<{ amxProblem(): string | null; amxGemm: AmxGemm['gemm']; amxShiftedProduct: AmxGemm['shiftedProduct'] }>()
   return { problem: addon.amxProblem(), gemm: addon.amxGemm, shiftedProduct: addon.amxShiftedProduct }
 }
 
