@@ -19,7 +19,7 @@ import { availableParallelism } from 'node:os'
 import { join } from 'node:path'
 import { countValid, readActivationShardInfo, writeActivationShard } from '../src/io/activation-store.js'
 import { writeSafetensors } from '../src/io/safetensors.js'
-import { type InstrumentedModel, loadInstrumentedModel, type TokenBatch } from '../src/model/instrumented.js'
+import { hookBuffers, type InstrumentedModel, loadInstrumentedModel, type TokenBatch } from '../src/model/instrumented.js'
 import { EXTRACTION_OUTPUTS, type OutputRequest, site } from '../src/model/sites.js'
 import { EXTRACTION_REQUEST } from '../src/stages/extract/shard.js'
 import { idsOf, scatterNeuronMajor, ShardBuffer } from '../src/stages/extract/shard-buffer.js'
@@ -199,8 +199,10 @@ async function bareForward(models: InstrumentedModel[], batches: TokenBatch[]): 
   let wall = 0
   let cpu = 0
   for (const model of models) {
+    const buffers = new Map<number, ReturnType<typeof hookBuffers>>() // reused from run to run, as in bench/forward.ts
     for (const batch of batches) {
-      const t = await timed(() => model.run(batch))
+      if (!buffers.has(batch.batch)) buffers.set(batch.batch, hookBuffers(model, batch.batch, batch.positions))
+      const t = await timed(() => model.run(batch, [], buffers.get(batch.batch)))
       wall += t.wall
       cpu += t.cpu
     }

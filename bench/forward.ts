@@ -3,7 +3,7 @@
 // the same weights, batches and thread count, measured in the same run. Run with `make bench`.
 import { execFileSync, spawnSync } from 'node:child_process'
 import { cpus } from 'node:os'
-import { loadInstrumentedModel, type TokenBatch } from '../src/model/instrumented.js'
+import { hookBuffers, loadInstrumentedModel, type TokenBatch } from '../src/model/instrumented.js'
 import { EXTRACTION_OUTPUTS } from '../src/model/sites.js'
 import { writeRandomGpt2 } from './lib/random-model.js'
 
@@ -22,9 +22,11 @@ function randomTokens(batch: number, pos: number, vocab: number): TokenBatch {
 async function seedscopeTokensPerSecond(): Promise<number> {
   const model = await loadInstrumentedModel(MODEL_DIR, EXTRACTION_OUTPUTS, { threads: THREADS })
   const tokens = randomTokens(BATCH, POS, model.config.shape.dVocab)
-  await model.run(tokens) // warm-up
+  // The activations land in buffers reused from run to run, as in the extract stage's model worker.
+  const into = hookBuffers(model, BATCH, POS)
+  await model.run(tokens, [], into) // warm-up
   const start = performance.now()
-  for (let i = 0; i < REPEATS; i++) await model.run(tokens)
+  for (let i = 0; i < REPEATS; i++) await model.run(tokens, [], into)
   const seconds = (performance.now() - start) / 1000
   await model.release()
   return (REPEATS * BATCH * POS) / seconds

@@ -9,7 +9,7 @@ import { type ModelConfig, readModelConfig } from './hf-config.js'
 import { encodeInterventions, type Intervention } from './interventions.js'
 import { concatEncoded } from './onnx-proto.js'
 import { type Feed, ModelSession, type OutputTensor, type SessionOptions } from './runtime.js'
-import type { OutputRequest } from './sites.js'
+import { isMlpHook, type OutputRequest } from './sites.js'
 
 /** Token ids of a batch: row-major int64 [batch, pos]. */
 export interface TokenBatch {
@@ -21,8 +21,18 @@ export interface TokenBatch {
 export interface InstrumentedModel {
   config: ModelConfig
   outputs: readonly string[]
-  run(tokens: TokenBatch, interventions?: readonly Intervention[]): Promise<Record<string, OutputTensor>>
+  /**
+   * Outputs of a forward pass. Those given in `into` (e.g. from hookBuffers, reused from batch to batch) are written
+   * there rather than into fresh buffers.
+   */
+  run(tokens: TokenBatch, interventions?: readonly Intervention[], into?: Record<string, OutputTensor>): Promise<Record<string, OutputTensor>>
   release(): Promise<void>
+}
+
+/** Buffers for the model's MLP hook outputs ([batch, pos, d_mlp] each) on a batch of this size, for run()'s `into`. */
+export function hookBuffers(model: Pick<InstrumentedModel, 'config' | 'outputs'>, batch: number, positions: number): Record<string, OutputTensor> {
+  const { dMlp } = model.config.shape
+  return Object.fromEntries(model.outputs.filter(isMlpHook).map((name) => [name, { dims: [batch, positions, dMlp], data: new Float32Array(batch * positions * dMlp) }]))
 }
 
 /** Read config.json and the checkpoint in `dir` into canonical weights. */
@@ -40,7 +50,7 @@ export async function loadInstrumentedModel(dir: string, request: OutputRequest,
   return {
     config,
     outputs: graph.outputs,
-    async run(tokens, interventions = []) {
+    async run(tokens, interventions = [], into) {
       checkTokens(tokens, config)
       const feeds: Record<string, Feed> = { input_ids: { dtype: 'int64', data: tokens.data, dims: [tokens.batch, tokens.positions] } }
       if (request.interventions) {
@@ -52,7 +62,7 @@ export async function loadInstrumentedModel(dir: string, request: OutputRequest,
       } else if (interventions.length > 0) {
         throw new Error('this model was built without intervention inputs (request.interventions)')
       }
-      return session.run(feeds)
+      return session.run(feeds, undefined, into)
     },
     release: () => session.release(),
   }

@@ -10,12 +10,14 @@ import { Worker } from 'node:worker_threads'
 import { type InstrumentedModel, loadInstrumentedModel, type TokenBatch } from './instrumented.js'
 import type { ModelConfig } from './hf-config.js'
 import type { OutputTensor, SessionOptions } from './runtime.js'
-import type { OutputRequest } from './sites.js'
+import { isMlpHook, type OutputRequest } from './sites.js'
 import type { WorkerReply, WorkerRequest } from './model-worker-thread.js'
 
 export interface ModelRunner {
   readonly config: Pick<ModelConfig, 'shape' | 'bosTokenId' | 'eosTokenId'>
   run(tokens: TokenBatch): Promise<Record<string, OutputTensor>>
+  /** Hand back a run's outputs, no longer read: their MLP hook buffers are written by a later run (optional). */
+  recycle?(outputs: Record<string, OutputTensor>): void
   close(): Promise<void>
   /** Whether an idle runner keeps the process alive (a worker thread does until told otherwise). */
   keepAlive?(yes: boolean): void
@@ -60,6 +62,7 @@ export async function borrowModelRunner(dir: string, request: OutputRequest, opt
       failed = true
       throw error
     }),
+    recycle: (outputs) => lent.recycle?.(outputs),
     async close() {
       if (returned) return
       returned = true
@@ -114,7 +117,7 @@ export async function startModelRunner(dir: string, request: OutputRequest, opti
   })
   worker.on('error', fail)
   worker.on('exit', (code) => fail(new Error(`model worker exited with code ${code}`)))
-  const ask = (request: WorkerRequest, transfer: ArrayBuffer[] = []) =>
+  const ask = (request: Exclude<WorkerRequest, { kind: 'recycle' }>, transfer: ArrayBuffer[] = []) =>
     new Promise<WorkerReply>((resolve, reject) => {
       if (broken) return reject(broken)
       calls.set(request.id, { resolve, reject })
@@ -129,6 +132,11 @@ export async function startModelRunner(dir: string, request: OutputRequest, opti
       const reply = await ask({ kind: 'run', id: next++, tokens })
       if (reply.kind !== 'outputs') throw new Error('model worker: unexpected reply to run')
       return reply.outputs
+    },
+    recycle(outputs) {
+      if (broken) return
+      const hooks = Object.entries(outputs).filter(([name]) => isMlpHook(name))
+      worker.postMessage({ kind: 'recycle', outputs: Object.fromEntries(hooks) } satisfies WorkerRequest, hooks.map(([, t]) => t.data.buffer as ArrayBuffer))
     },
     async close() {
       worker.removeAllListeners('exit')

@@ -4,8 +4,11 @@
 // the CPU binaries ship in the npm tarball, so .npmrc sets ignore-scripts (see README).
 // `session.run` blocks the event loop while it computes, so stages that run many batches call it from
 // worker threads; this module stays synchronous-friendly and knows nothing about workers.
+import { existsSync } from 'node:fs'
+import { createRequire } from 'node:module'
 import * as ort from 'onnxruntime-node'
 import { UserError } from '../errors.js'
+import { nativeExports } from '../stats/kernels.js'
 
 export interface SessionOptions {
   threads?: number // intra-op threads; default: all cores
@@ -31,13 +34,42 @@ export function providerProblem(provider: 'cpu' | 'cuda'): string | undefined {
   )
 }
 
-export class ModelSession {
-  private constructor(private readonly session: ort.InferenceSession) {}
+// Flush subnormals (|x| < 1.2e-38 in float32, e.g. GELU far below zero) to 0: arithmetic on them is slow on x86, and
+// the GPT-2-small forward pass ran 8–10% faster (bench/forward.ts); values move by < 1.2e-38, far inside any
+// tolerance. onnxruntime sets the flag on its pool threads and on the thread that creates the first session: in the
+// pipeline that is a model worker thread (src/model/model-worker.ts), which does nothing else.
+//
+// No spinning: by default the pool threads busy-wait between operators, which took the cores from the thread that
+// absorbs and writes the previous batch while the model runs (the extract stage ran 38 against 43 s on
+// bench/extract.ts's GPT-2-small project, interleaved); the bare forward pass was no slower without it.
+const SESSION_CONFIG: [string, string][] = [
+  ['session.set_denormal_as_zero', '1'],
+  ['session.intra_op.allow_spinning', '0'],
+]
 
+/** One session's way of running: onnxruntime-node, or seedscope's own binding to the same library. */
+interface Engine {
+  readonly name: 'onnxruntime-node' | 'direct'
+  readonly outputNames: readonly string[]
+  run(feeds: Record<string, Feed>, outputs: readonly string[], into: Record<string, OutputTensor>): Record<string, OutputTensor> | Promise<Record<string, OutputTensor>>
+  release(): void | Promise<void>
+}
+
+export class ModelSession {
+  private constructor(private readonly engine: Engine) {}
+
+  /**
+   * A CPU session runs on seedscope's own binding (native/kernels/ort.c) where the native kernels are built: it
+   * writes outputs into buffers the caller reuses, where onnxruntime-node copies each into a fresh one (5–8% of a
+   * GPT-2-small forward pass). SEEDSCOPE_ORT=onnxruntime-node forces onnxruntime-node (for comparisons); so does the
+   * CUDA provider, which only onnxruntime-node offers.
+   */
   static async create(model: Uint8Array, options: SessionOptions = {}): Promise<ModelSession> {
     const provider = options.provider ?? 'cpu'
     const problem = providerProblem(provider)
     if (problem) throw new UserError(problem)
+    const direct = provider === 'cpu' && process.env.SEEDSCOPE_ORT !== 'onnxruntime-node' ? directBinding() : undefined
+    if (direct) return new ModelSession(directEngine(direct, model, options.threads ?? 0))
     const session = await ort.InferenceSession.create(model, {
       executionProviders: [provider],
       graphOptimizationLevel: 'all',
@@ -45,37 +77,94 @@ export class ModelSession {
       interOpNumThreads: 1,
       executionMode: 'sequential',
       logSeverityLevel: 3,
-      // Flush subnormals (|x| < 1.2e-38 in float32, e.g. GELU far below zero) to 0: arithmetic on them is slow on
-      // x86, and the GPT-2-small forward pass ran 8–10% faster (bench/forward.ts); values move by < 1.2e-38, far
-      // inside any tolerance. onnxruntime sets the flag on its pool threads and on the thread that creates the first
-      // session: in the pipeline that is a model worker thread (src/model/model-worker.ts), which does nothing else.
-      //
-      // No spinning: by default the pool threads busy-wait between operators, which took the cores from the thread
-      // that absorbs and writes the previous batch while the model runs (the extract stage ran 38 against 43 s on
-      // bench/extract.ts's GPT-2-small project, interleaved); the bare forward pass was no slower without it.
-      extra: { session: { set_denormal_as_zero: '1', intra_op: { allow_spinning: '0' } } },
+      extra: { session: { set_denormal_as_zero: '1', intra_op: { allow_spinning: '0' } } }, // SESSION_CONFIG's entries
     })
-    return new ModelSession(session)
+    return new ModelSession(nodeEngine(session))
   }
 
   get outputNames(): readonly string[] {
-    return this.session.outputNames
+    return this.engine.outputNames
   }
 
-  /** Run with the given feeds; returns the named outputs (all when `outputs` is omitted). */
-  async run(feeds: Record<string, Feed>, outputs?: readonly string[]): Promise<Record<string, OutputTensor>> {
-    const ortFeeds: Record<string, ort.Tensor> = {}
-    for (const [name, f] of Object.entries(feeds)) ortFeeds[name] = new ort.Tensor(f.dtype, f.data, f.dims)
-    const result = outputs ? await this.session.run(ortFeeds, outputs as string[]) : await this.session.run(ortFeeds)
-    const out: Record<string, OutputTensor> = {}
-    for (const [name, tensor] of Object.entries(result)) {
-      out[name] = { dims: [...tensor.dims], data: tensor.data as Float32Array }
-    }
-    return out
+  /** Which binding runs this session. */
+  get binding(): Engine['name'] {
+    return this.engine.name
+  }
+
+  /**
+   * Run with the given feeds; returns the named outputs (all when `outputs` is omitted). An output given in `into`
+   * (a Float32Array of exactly its shape, with those dims) is written there, and returned as given.
+   */
+  async run(feeds: Record<string, Feed>, outputs?: readonly string[], into: Record<string, OutputTensor> = {}): Promise<Record<string, OutputTensor>> {
+    return this.engine.run(feeds, outputs ?? this.engine.outputNames, into)
   }
 
   async release(): Promise<void> {
-    await this.session.release()
+    await this.engine.release()
+  }
+}
+
+function nodeEngine(session: ort.InferenceSession): Engine {
+  return {
+    name: 'onnxruntime-node',
+    outputNames: session.outputNames,
+    async run(feeds, outputs, into) {
+      const ortFeeds: Record<string, ort.Tensor> = {}
+      for (const [name, f] of Object.entries(feeds)) ortFeeds[name] = new ort.Tensor(f.dtype, f.data, f.dims)
+      const result = await session.run(ortFeeds, outputs as string[])
+      const out: Record<string, OutputTensor> = {}
+      for (const [name, tensor] of Object.entries(result)) {
+        const given = into[name]
+        if (given) {
+          checkGiven(name, given, tensor.dims)
+          given.data.set(tensor.data as Float32Array)
+        }
+        out[name] = given ?? { dims: [...tensor.dims], data: tensor.data as Float32Array }
+      }
+      return out
+    },
+    release: () => session.release(),
+  }
+}
+
+function checkGiven(name: string, given: OutputTensor, dims: readonly number[]): void {
+  if (given.dims.length !== dims.length || given.dims.some((d, i) => d !== dims[i]) || given.data.length !== dims.reduce((n, d) => n * d, 1)) {
+    throw new Error(`output ${name} has dims [${dims.join(', ')}], but a buffer for [${given.dims.join(', ')}] (${given.data.length} values) was given`)
+  }
+}
+
+/** native/kernels/ort.c's exports. */
+interface DirectBinding {
+  ortOpen(libraryPath: string): void
+  ortCreateSession(model: Uint8Array, threads: number, config: [string, string][]): unknown
+  ortOutputNames(session: unknown): string[]
+  ortRun(session: unknown, inputs: { name: string; data: Float32Array | BigInt64Array; dims: number[] }[], outputs: { name: string; data?: Float32Array; dims?: number[] }[]): (OutputTensor | null)[]
+  ortRelease(session: unknown): void
+}
+
+let binding: DirectBinding | null | undefined
+
+/** The binding, opened on onnxruntime-node's own library; undefined without the native kernels or on another OS. */
+function directBinding(): DirectBinding | undefined {
+  if (binding !== undefined) return binding ?? undefined
+  const exports = nativeExports<DirectBinding>()
+  const library = createRequire(import.meta.url).resolve('onnxruntime-node').replace(/dist[/\\]index\.js$/, `bin/napi-v6/linux/${process.arch}/libonnxruntime.so.1`)
+  binding = exports && process.platform === 'linux' && existsSync(library) ? exports : null
+  binding?.ortOpen(library)
+  return binding ?? undefined
+}
+
+function directEngine(direct: DirectBinding, model: Uint8Array, threads: number): Engine {
+  const session = direct.ortCreateSession(model, threads, SESSION_CONFIG)
+  return {
+    name: 'direct',
+    outputNames: direct.ortOutputNames(session),
+    run(feeds, outputs, into) {
+      const inputs = Object.entries(feeds).map(([name, f]) => ({ name, data: f.data, dims: f.dims }))
+      const results = direct.ortRun(session, inputs, outputs.map((name) => ({ name, ...into[name] })))
+      return Object.fromEntries(outputs.map((name, i) => [name, results[i] ?? into[name]]))
+    },
+    release: () => direct.ortRelease(session),
   }
 }
 

@@ -11,6 +11,9 @@ export const site = {
   entropy: 'entropy',
 } as const
 
+/** Whether an output name is an MLP hook site (blocks.{l}.mlp.hook_pre or hook_post, [batch, pos, d_mlp]). */
+export const isMlpHook = (name: string): boolean => /^blocks\.\d+\.mlp\.hook_(pre|post)$/.test(name)
+
 /** The outputs a graph can be asked for. */
 export interface OutputRequest {
   mlpPre?: boolean // blocks.{l}.mlp.hook_pre, [batch, pos, d_mlp]

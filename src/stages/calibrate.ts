@@ -14,7 +14,7 @@ import { checkpointFiles } from '../io/checkpoint.js'
 import { listCorpusFiles, readCorpus } from '../io/corpus.js'
 import { loadFastGemm } from '../model/gemm.js'
 import { readModelConfig } from '../model/hf-config.js'
-import { loadInstrumentedModel } from '../model/instrumented.js'
+import { hookBuffers, loadInstrumentedModel } from '../model/instrumented.js'
 import { findTokenizerFiles, loadTokenizer } from '../model/tokenizer.js'
 import { kernels } from '../stats/kernels.js'
 import { type ChunkRows, PearsonAccumulator } from '../stats/pearson.js'
@@ -191,8 +191,9 @@ async function measureForward(dir: string, positions: number, execution: Pick<Ex
     const { nLayers, dMlp, dVocab } = model.config.shape
     const tokens = randomTokens(FORWARD_ROWS, positions, dVocab)
     let out!: Awaited<ReturnType<typeof model.run>> // the last run's outputs feed the statistics below
+    const into = hookBuffers(model, FORWARD_ROWS, positions) // reused from run to run, as the stage's model worker does
     const forwardSeconds = await timePerRun(async () => {
-      out = await model.run(tokens)
+      out = await model.run(tokens, [], into)
     })
     // The rest of extract's per-batch work (extract/shard-buffer.ts): moments of hook_pre, top-k and the
     // neuron-major copy of the site, at every position but BOS. A fresh buffer per run, made outside the clock.

@@ -277,6 +277,14 @@ export const fileMapping: FileMapping | undefined = kernels.name === 'native' ? 
 export const alignedBytes: ((length: number, alignment: number) => Uint8Array) | undefined =
   kernels.name === 'native' ? nativeAddon<{ alignedBytes: (length: number, alignment: number) => Uint8Array }>().alignedBytes : undefined
 
+/**
+ * The addon's exports for native code outside the statistics kernels (src/model/runtime.ts's onnxruntime binding,
+ * native/kernels/ort.c), or undefined where the JavaScript kernels run.
+ */
+export function nativeExports<T>(): T | undefined {
+  return kernels.name === 'native' ? nativeAddon<T>() : undefined
+}
+
 function loadFileMapping(): FileMapping {
   const addon = nativeAddon<{ mapFile: FileMapping['map']; unmapFile: FileMapping['unmap'] }>()
   return { map: addon.mapFile, unmap: addon.unmapFile }

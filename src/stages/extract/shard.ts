@@ -88,6 +88,7 @@ export async function forwardShard(
           throw new Error(`${ctx.stage}: cancelled`)
         }
         buffer.absorb(absorbed, valid.subarray(start * positions, (start + batch.length) * positions), batch[0].row, positions)
+        model.recycle?.(absorbed)
         ctx.progress.advance(batch.length * positions)
       }
       return { rows, positions, valid, layout, buffer }

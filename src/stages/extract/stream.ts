@@ -146,7 +146,9 @@ export async function extractStream(u: StreamUnit & { checkpointing: Checkpointi
         const ids = { data: idsOf(batch, positions), batch: batch.length, positions }
         const batchValid = valid.subarray(start * positions, (start + batch.length) * positions)
         await Promise.all(runners.map(async (runner: ModelRunner, i) => {
-          buffers[i].absorb(await runner.run(ids), batchValid, batch[0].row, positions)
+          const outputs = await runner.run(ids)
+          buffers[i].absorb(outputs, batchValid, batch[0].row, positions)
+          runner.recycle?.(outputs)
           ctx.progress.advance(batch.length * positions)
         }))
       }
