@@ -144,13 +144,23 @@ interface DirectBinding {
 
 let binding: DirectBinding | null | undefined
 
-/** The binding, opened on onnxruntime-node's own library; undefined without the native kernels or on another OS. */
+/**
+ * The binding, opened on onnxruntime-node's own library; undefined without the native kernels, on another OS, or
+ * when the library does not open (onnxruntime-node then runs the sessions, as it can).
+ */
 function directBinding(): DirectBinding | undefined {
   if (binding !== undefined) return binding ?? undefined
   const exports = nativeExports<DirectBinding>()
   const library = createRequire(import.meta.url).resolve('onnxruntime-node').replace(/dist[/\\]index\.js$/, `bin/napi-v6/linux/${process.arch}/libonnxruntime.so.1`)
-  binding = exports && process.platform === 'linux' && existsSync(library) ? exports : null
-  binding?.ortOpen(library)
+  binding = null
+  if (exports && process.platform === 'linux' && existsSync(library)) {
+    try {
+      exports.ortOpen(library)
+      binding = exports
+    } catch {
+      // e.g. a library too old for C API version 13: onnxruntime-node loads it its own way
+    }
+  }
   return binding ?? undefined
 }
 
