@@ -236,10 +236,11 @@ async function shardBreakdown(shape: Shape, rows: { row: number; tokens: Int32Ar
     t[key] += (performance.now() - start) / 1000
   }
   let column = 0
+  const into = hookBuffers(model, BATCH_ROWS, CTX) // reused from batch to batch, as the stage's model worker does
   for (let start = 0; start < rows.length; start += BATCH_ROWS) {
     const batch = rows.slice(start, start + BATCH_ROWS)
     const begin = performance.now()
-    const outputs = await model.run({ data: idsOf(batch, CTX), batch: batch.length, positions: CTX })
+    const outputs = await model.run({ data: idsOf(batch, CTX), batch: batch.length, positions: CTX }, [], batch.length === BATCH_ROWS ? into : undefined)
     t.forward += (performance.now() - begin) / 1000
     const v = valid.subarray(start * CTX, (start + batch.length) * CTX)
     for (let layer = 0; layer < nLayers; layer++) {
