@@ -186,7 +186,7 @@ import { concatEncoded, DataType } from './onnx-proto.js'
 
 /** out[m×n] = a[m×k]·b[n×k]ᵀ on onnxruntime: the `Gemm` contract of src/stats/gemm.ts, but asynchronous. */
 export interface GemmRunner {
-  /** Overwrites out[0, m·n). onnxruntime returns the product in a fresh buffer, which is copied into `out`. */
+  /** Overwrites out[0, m·n) (written in place on the direct binding; onnxruntime-node's fresh buffer is copied). */
   run(a: Float32Array, b: Float32Array, m: number, n: number, k: number, out: Float32Array): Promise<void>
   release(): Promise<void>
 }
@@ -204,11 +204,10 @@ export async function createGemmRunner(threads: number): Promise<GemmRunner> {
         throw new Error(`gemm: operands too short for m=${m} n=${n} k=${k}: a has ${aData.length} (need ${m * k}), ` +
           `b has ${bData.length} (need ${n * k}), out has ${out.length} (need ${m * n})`)
       }
-      const result = await session.run({
+      await session.run({
         a: { dtype: 'float32', data: aData.subarray(0, m * k), dims: [m, k] },
         b: { dtype: 'float32', data: bData.subarray(0, n * k), dims: [n, k] },
-      })
-      out.set(result.out.data)
+      }, undefined, { out: { data: out.subarray(0, m * n), dims: [m, n] } })
     },
     release: () => session.release(),
   }
