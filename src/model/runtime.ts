@@ -77,7 +77,7 @@ export class ModelSession {
       interOpNumThreads: 1,
       executionMode: 'sequential',
       logSeverityLevel: 3,
-      extra: { session: { set_denormal_as_zero: '1', intra_op: { allow_spinning: '0' } } }, // SESSION_CONFIG's entries
+      extra: Object.fromEntries(SESSION_CONFIG), // onnxruntime-node hands a dotted key over as it is
     })
     return new ModelSession(nodeEngine(session))
   }
