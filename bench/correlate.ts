@@ -71,7 +71,6 @@ function shapes(): Shape[] {
 
 const BITS16_CONFIG = 'bits16.config.yaml'
 
-
 async function main(): Promise<void> {
   printHeader(
     'correlate: stage GFLOP/s vs numpy A @ B.T vs FP32 peak',

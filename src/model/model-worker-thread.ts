@@ -4,7 +4,7 @@ import { UserError } from '../errors.js'
 import type { ModelConfig } from './hf-config.js'
 import { hookBuffers, type InstrumentedModel, loadInstrumentedModel, type TokenBatch } from './instrumented.js'
 import type { OutputTensor, SessionOptions } from './runtime.js'
-import { isMlpHook, type OutputRequest } from './sites.js'
+import type { OutputRequest } from './sites.js'
 
 export type WorkerRequest =
   | { kind: 'load'; id: number; dir: string; request: OutputRequest; options: SessionOptions }
@@ -23,9 +23,8 @@ const spare: Record<string, OutputTensor>[] = []
 const MAX_SPARE = 2 // the stage keeps two batches in flight
 
 parentPort?.on('message', async (request: WorkerRequest) => {
-  if (request.kind === 'recycle') {
-    const hooks = Object.entries(request.outputs).filter(([name]) => isMlpHook(name))
-    if (spare.length < MAX_SPARE && hooks.length > 0) spare.push(Object.fromEntries(hooks))
+  if (request.kind === 'recycle') { // hook buffers only: model-worker.ts sends no others
+    if (spare.length < MAX_SPARE && Object.keys(request.outputs).length > 0) spare.push(request.outputs)
     return
   }
   try {

@@ -6,7 +6,6 @@ import { writeFileAtomic } from '../io/atomic-write.js'
 import { contentHashOf } from '../io/content-hash.js'
 import { FileHashCache } from './hash.js'
 
-
 describe('FileHashCache', () => {
   const dir = mkdtempSync(join(tmpdir(), 'hash-cache-'))
   const file = join(dir, 'data.bin')

@@ -56,21 +56,19 @@ export interface ForwardCalibration {
   parameters: number // of the loaded model (plan-estimates.ts's count), to scale the load time to other models
 }
 
-export interface GemmCalibration {
+export interface GemmCalibration extends ChunkKind {
   backend: string
   detail: string
   m: number
   n: number
   k: number
-  dtype: 'float16' | 'float32' // of the chunks (a shard's, or float32 in streamed mode)
-  operandBits: 16 | 24 // correlate.operand_bits
   gflops: number // 2·m·n·k per second of the whole chunk step
 }
 
 /** What the pair sums multiply: their chunks' element type and correlate.operand_bits. */
 export interface ChunkKind {
-  dtype: 'float16' | 'float32'
-  operandBits: 16 | 24
+  dtype: 'float16' | 'float32' // of the chunks (a shard's, or float32 in streamed mode)
+  operandBits: 16 | 24 // correlate.operand_bits
 }
 
 export interface TextCalibration {

@@ -268,14 +268,15 @@ export interface FileMapping {
   unmap(view: Uint8Array): void
 }
 
-export const fileMapping: FileMapping | undefined = kernels.name === 'native' ? loadFileMapping() : undefined
+const mapping = nativeExports<{ mapFile: FileMapping['map']; unmapFile: FileMapping['unmap'] }>()
+export const fileMapping: FileMapping | undefined = mapping && { map: mapping.mapFile, unmap: mapping.unmapFile }
 
 /**
  * `length` zeroed bytes at an address that is a multiple of `alignment` (native/kernels/mapping.c), for O_DIRECT
  * writes (src/io/direct-write.ts); undefined with the JavaScript kernels, whose writers go through the page cache.
  */
 export const alignedBytes: ((length: number, alignment: number) => Uint8Array) | undefined =
-  kernels.name === 'native' ? nativeAddon<{ alignedBytes: (length: number, alignment: number) => Uint8Array }>().alignedBytes : undefined
+  nativeExports<{ alignedBytes: (length: number, alignment: number) => Uint8Array }>()?.alignedBytes
 
 /**
  * The addon's exports for native code outside the statistics kernels (src/model/runtime.ts's onnxruntime binding,
@@ -283,11 +284,6 @@ export const alignedBytes: ((length: number, alignment: number) => Uint8Array) |
  */
 export function nativeExports<T>(): T | undefined {
   return kernels.name === 'native' ? nativeAddon<T>() : undefined
-}
-
-function loadFileMapping(): FileMapping {
-  const addon = nativeAddon<{ mapFile: FileMapping['map']; unmapFile: FileMapping['unmap'] }>()
-  return { map: addon.mapFile, unmap: addon.unmapFile }
 }
 
 /**
