@@ -60,7 +60,7 @@ export class ModelSession {
 
   /**
    * A CPU session runs on seedscope's own binding (native/kernels/ort.c) where the native kernels are built: it
-   * writes outputs into buffers the caller reuses, where onnxruntime-node copies each into a fresh one (5–8% of a
+   * writes outputs into buffers the caller reuses, where onnxruntime-node copies each into a fresh one (5–13% of a
    * GPT-2-small forward pass). SEEDSCOPE_ORT=onnxruntime-node forces onnxruntime-node (for comparisons); so does the
    * CUDA provider, which only onnxruntime-node offers.
    */
