@@ -6,7 +6,7 @@
   "targets": [
     {
       "target_name": "kernels",
-      "sources": ["kernels.c", "correlate.c", "extract.c", "mapping.c", "amx.c", "ort.c"],
+      "sources": ["kernels.c", "correlate.c", "extract.c", "mapping.c", "amx.c", "ort.c", "attention.c"],
       "defines": ["NAPI_VERSION=8"],
       "cflags": ["-O3", "-Wall", "-Wextra", "-pthread", "-fno-math-errno", "-fno-trapping-math", "-ffp-contract=off"],
       "libraries": ["-pthread"]

@@ -118,7 +118,8 @@ static napi_value SetThreads(napi_env env, napi_callback_info info) {
 NAPI_MODULE_INIT() {  // context-aware: loadable from worker threads too
   if (define_function(env, exports, "setThreads", SetThreads) != napi_ok || register_correlate(env, exports) != napi_ok ||
       register_extract(env, exports) != napi_ok || register_mapping(env, exports) != napi_ok ||
-      register_amx(env, exports) != napi_ok || register_ort(env, exports) != napi_ok) {
+      register_amx(env, exports) != napi_ok || register_ort(env, exports) != napi_ok ||
+      register_attention(env, exports) != napi_ok) {
     return NULL;
   }
   return exports;

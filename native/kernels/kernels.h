@@ -37,4 +37,5 @@ napi_status register_extract(napi_env env, napi_value exports);
 napi_status register_mapping(napi_env env, napi_value exports);
 napi_status register_amx(napi_env env, napi_value exports);
 napi_status register_ort(napi_env env, napi_value exports);
+napi_status register_attention(napi_env env, napi_value exports);
 #endif

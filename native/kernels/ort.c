@@ -7,14 +7,20 @@
 // The library is the one onnxruntime-node ships (its path comes from JavaScript), opened with dlopen; the C API
 // is reached through OrtGetApiBase, as the C header does it. We do not vendor the header: the few entries we call
 // are declared below by their index in the OrtApi table of function pointers, which onnxruntime only ever
-// extends at its end, so an index holds for every later version (these are all present by API version 13).
+// extends at its end, so an index holds for every later version (these are all present by API version 17).
+//
+// Every session also knows one custom operator, seedscope.CausalAttention (attention.c), which the extraction graph
+// uses in place of ONNX Attention when it runs here (src/model/graph.ts).
 #include "kernels.h"
 
 #include <dlfcn.h>
+#include <stdbool.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "attention.h"
 
 typedef struct OrtStatus OrtStatus;
 typedef struct OrtEnv OrtEnv;
@@ -24,14 +30,19 @@ typedef struct OrtMemoryInfo OrtMemoryInfo;
 typedef struct OrtValue OrtValue;
 typedef struct OrtAllocator OrtAllocator;
 typedef struct OrtTensorTypeAndShapeInfo OrtShape;
+typedef struct OrtCustomOpDomain OrtCustomOpDomain;
+typedef struct OrtKernelInfo OrtKernelInfo;
+typedef struct OrtKernelContext OrtKernelContext;
 
 // Enum values from onnxruntime_c_api.h.
 enum { ORT_LOGGING_LEVEL_ERROR = 3, ORT_SEQUENTIAL = 0, ORT_ENABLE_ALL = 99, ORT_DEVICE_ALLOCATOR = 0, ORT_MEM_TYPE_DEFAULT = 0 };
 enum { ELEMENT_FLOAT = 1, ELEMENT_INT64 = 7 };  // ONNXTensorElementDataType
-enum { API_VERSION = 13 };                      // the oldest table that has every entry below
+enum { ORT_FAIL = 1, ORT_INVALID_ARGUMENT = 2 };  // OrtErrorCode
+enum { API_VERSION = 17 };                      // the oldest table that has every entry below
 
 // The entries used, with their index in struct OrtApi.
 static struct {
+  OrtStatus* (*CreateStatus)(int code, const char* message);                                                    // 0
   const char* (*GetErrorMessage)(const OrtStatus* status);                                                      // 2
   OrtStatus* (*CreateEnv)(int level, const char* log_id, OrtEnv** out);                                         // 3
   OrtStatus* (*CreateSessionFromArray)(const OrtEnv* env, const void* model, size_t length,
@@ -41,10 +52,14 @@ static struct {
                     size_t output_count, OrtValue** outputs);                                                  // 9
   OrtStatus* (*CreateSessionOptions)(OrtSessionOptions** out);                                                  // 10
   OrtStatus* (*SetSessionExecutionMode)(OrtSessionOptions* options, int mode);                                  // 13
+  OrtStatus* (*EnableProfiling)(OrtSessionOptions* options, const char* file_prefix);                          // 14
   OrtStatus* (*SetSessionLogSeverityLevel)(OrtSessionOptions* options, int level);                              // 22
   OrtStatus* (*SetSessionGraphOptimizationLevel)(OrtSessionOptions* options, int level);                        // 23
   OrtStatus* (*SetIntraOpNumThreads)(OrtSessionOptions* options, int threads);                                  // 24
   OrtStatus* (*SetInterOpNumThreads)(OrtSessionOptions* options, int threads);                                  // 25
+  OrtStatus* (*CreateCustomOpDomain)(const char* domain, OrtCustomOpDomain** out);                              // 26
+  OrtStatus* (*CustomOpDomain_Add)(OrtCustomOpDomain* domain, const void* op);                                  // 27
+  OrtStatus* (*AddCustomOpDomain)(OrtSessionOptions* options, OrtCustomOpDomain* domain);                       // 28
   OrtStatus* (*SessionGetOutputCount)(const OrtSession* session, size_t* out);                                  // 31
   OrtStatus* (*SessionGetOutputName)(const OrtSession* session, size_t index, OrtAllocator* allocator, char** out); // 37
   OrtStatus* (*CreateTensorWithDataAsOrtValue)(const OrtMemoryInfo* info, void* data, size_t bytes, const int64_t* shape,
@@ -57,12 +72,19 @@ static struct {
   OrtStatus* (*CreateCpuMemoryInfo)(int allocator, int mem_type, OrtMemoryInfo** out);                          // 69
   OrtStatus* (*AllocatorFree)(OrtAllocator* allocator, void* p);                                                // 76
   OrtStatus* (*GetAllocatorWithDefaultOptions)(OrtAllocator** out);                                             // 78
+  OrtStatus* (*KernelInfoGetAttribute_float)(const OrtKernelInfo* info, const char* name, float* out);          // 85
+  OrtStatus* (*KernelInfoGetAttribute_int64)(const OrtKernelInfo* info, const char* name, int64_t* out);        // 86
+  OrtStatus* (*KernelContext_GetInput)(const OrtKernelContext* context, size_t index, const OrtValue** out);    // 90
+  OrtStatus* (*KernelContext_GetOutput)(OrtKernelContext* context, size_t index, const int64_t* dims, size_t rank,
+                                        OrtValue** out);                                                        // 91
   void (*ReleaseStatus)(OrtStatus* status);                                                                     // 93
   void (*ReleaseSession)(OrtSession* session);                                                                  // 95
   void (*ReleaseValue)(OrtValue* value);                                                                        // 96
   void (*ReleaseShape)(OrtShape* shape);                                       // 99, ReleaseTensorTypeAndShapeInfo
   void (*ReleaseSessionOptions)(OrtSessionOptions* options);                                                    // 100
   OrtStatus* (*AddSessionConfigEntry)(OrtSessionOptions* options, const char* key, const char* value);          // 130
+  OrtStatus* (*KernelContext_ParallelFor)(const OrtKernelContext* context, void (*fn)(void* data, size_t i), size_t total,
+                                          size_t batches, void* data);                                          // 274
 } ort;
 
 // The process-wide state, set up once by ortOpen (module instances in worker threads share it).
@@ -80,16 +102,21 @@ static int load_api(const char* path, char* why, size_t why_len) {
   void* const* table = (void* const*)get_base()->GetApi(API_VERSION);
   if (!table) return snprintf(why, why_len, "%s does not offer C API version %d", path, API_VERSION), 0;
 #define ENTRY(name, index) memcpy(&ort.name, &table[index], sizeof(void*))
+  ENTRY(CreateStatus, 0);
   ENTRY(GetErrorMessage, 2);
   ENTRY(CreateEnv, 3);
   ENTRY(CreateSessionFromArray, 8);
   ENTRY(Run, 9);
   ENTRY(CreateSessionOptions, 10);
   ENTRY(SetSessionExecutionMode, 13);
+  ENTRY(EnableProfiling, 14);
   ENTRY(SetSessionLogSeverityLevel, 22);
   ENTRY(SetSessionGraphOptimizationLevel, 23);
   ENTRY(SetIntraOpNumThreads, 24);
   ENTRY(SetInterOpNumThreads, 25);
+  ENTRY(CreateCustomOpDomain, 26);
+  ENTRY(CustomOpDomain_Add, 27);
+  ENTRY(AddCustomOpDomain, 28);
   ENTRY(SessionGetOutputCount, 31);
   ENTRY(SessionGetOutputName, 37);
   ENTRY(CreateTensorWithDataAsOrtValue, 49);
@@ -101,14 +128,149 @@ static int load_api(const char* path, char* why, size_t why_len) {
   ENTRY(CreateCpuMemoryInfo, 69);
   ENTRY(AllocatorFree, 76);
   ENTRY(GetAllocatorWithDefaultOptions, 78);
+  ENTRY(KernelInfoGetAttribute_float, 85);
+  ENTRY(KernelInfoGetAttribute_int64, 86);
+  ENTRY(KernelContext_GetInput, 90);
+  ENTRY(KernelContext_GetOutput, 91);
   ENTRY(ReleaseStatus, 93);
   ENTRY(ReleaseSession, 95);
   ENTRY(ReleaseValue, 96);
   ENTRY(ReleaseShape, 99);
   ENTRY(ReleaseSessionOptions, 100);
   ENTRY(AddSessionConfigEntry, 130);
+  ENTRY(KernelContext_ParallelFor, 274);
 #undef ENTRY
   return 1;
+}
+
+// ---- seedscope.CausalAttention: inputs q, k, v [batch, positions, heads · d_head] float32; attributes num_heads
+// (int) and scale (float); output [batch, positions, heads · d_head]. The OrtCustomOp struct as of version 16 (its
+// fields are append-only too): onnxruntime reads no field past KernelComputeV2 from an op of that version.
+typedef struct {
+  uint32_t version;
+  void* (*CreateKernel)(const void* op, const void* api, const OrtKernelInfo* info);
+  const char* (*GetName)(const void* op);
+  const char* (*GetExecutionProviderType)(const void* op);
+  int (*GetInputType)(const void* op, size_t index);
+  size_t (*GetInputTypeCount)(const void* op);
+  int (*GetOutputType)(const void* op, size_t index);
+  size_t (*GetOutputTypeCount)(const void* op);
+  void (*KernelCompute)(void* kernel, OrtKernelContext* context);
+  void (*KernelDestroy)(void* kernel);
+  int (*GetInputCharacteristic)(const void* op, size_t index);   // 0: required
+  int (*GetOutputCharacteristic)(const void* op, size_t index);
+  int (*GetInputMemoryType)(const void* op, size_t index);       // 0: default (CPU)
+  int (*GetVariadicInputMinArity)(const void* op);
+  int (*GetVariadicInputHomogeneity)(const void* op);
+  int (*GetVariadicOutputMinArity)(const void* op);
+  int (*GetVariadicOutputHomogeneity)(const void* op);
+  OrtStatus* (*CreateKernelV2)(const void* op, const void* api, const OrtKernelInfo* info, void** kernel);
+  OrtStatus* (*KernelComputeV2)(void* kernel, OrtKernelContext* context);
+} CustomOp;
+
+typedef struct {
+  int64_t heads;
+  float scale;
+} AttentionKernel;
+
+static const char* attention_name(const void* op) { return (void)op, "CausalAttention"; }
+static const char* cpu_provider(const void* op) { return (void)op, NULL; }
+static int float_type(const void* op, size_t index) { return (void)op, (void)index, ELEMENT_FLOAT; }
+static size_t three(const void* op) { return (void)op, 3; }
+static size_t one(const void* op) { return (void)op, 1; }
+static int zero_of_index(const void* op, size_t index) { return (void)op, (void)index, 0; }
+
+static OrtStatus* create_attention(const void* op, const void* api, const OrtKernelInfo* info, void** kernel) {
+  (void)op, (void)api;
+  AttentionKernel* a = malloc(sizeof *a);
+  if (!a) return ort.CreateStatus(ORT_FAIL, "CausalAttention: out of memory");
+  OrtStatus* status = ort.KernelInfoGetAttribute_int64(info, "num_heads", &a->heads);
+  if (!status) status = ort.KernelInfoGetAttribute_float(info, "scale", &a->scale);
+  if (!status && a->heads < 1) status = ort.CreateStatus(ORT_INVALID_ARGUMENT, "CausalAttention: num_heads must be positive");
+  if (status) free(a), a = NULL;
+  *kernel = a;
+  return status;
+}
+
+static void destroy_attention(void* kernel) { free(kernel); }
+
+typedef struct {
+  AttentionShape shape;
+  const float *q, *k, *v;
+  float* out;
+  bool failed;
+} AttentionRun;
+
+static void attention_item(void* data, size_t item) {
+  AttentionRun* run = data;
+  if (!causal_attention_item(&run->shape, run->q, run->k, run->v, run->out, (int64_t)item)) run->failed = true;
+}
+
+// The dims of a float32 tensor of rank 3 into dims; else an error status naming the input.
+static OrtStatus* rank3_dims(const OrtValue* value, const char* name, int64_t dims[3]) {
+  OrtShape* shape = NULL;
+  size_t rank = 0;
+  int element = 0;
+  OrtStatus* status = ort.GetTensorTypeAndShape(value, &shape);
+  if (!status) status = ort.GetTensorElementType(shape, &element);
+  if (!status) status = ort.GetDimensionsCount(shape, &rank);
+  if (!status && (rank != 3 || element != ELEMENT_FLOAT)) {
+    char message[128];
+    snprintf(message, sizeof message, "CausalAttention: %s must be float32 [batch, positions, hidden]", name);
+    status = ort.CreateStatus(ORT_INVALID_ARGUMENT, message);
+  }
+  if (!status) status = ort.GetDimensions(shape, dims, 3);
+  ort.ReleaseShape(shape);
+  return status;
+}
+
+static OrtStatus* compute_attention(void* kernel, OrtKernelContext* context) {
+  const AttentionKernel* a = kernel;
+  const OrtValue* inputs[3];
+  int64_t dims[3][3];
+  const char* names[3] = {"q", "k", "v"};
+  const float* data[3];
+  for (int i = 0; i < 3; i++) {
+    OrtStatus* status = ort.KernelContext_GetInput(context, (size_t)i, &inputs[i]);
+    if (!status) status = rank3_dims(inputs[i], names[i], dims[i]);
+    if (!status) status = ort.GetTensorMutableData((OrtValue*)inputs[i], (void**)&data[i]);
+    if (status) return status;
+    if (memcmp(dims[i], dims[0], sizeof dims[0]) != 0) return ort.CreateStatus(ORT_INVALID_ARGUMENT, "CausalAttention: q, k and v differ in shape");
+  }
+  if (dims[0][2] % a->heads != 0) return ort.CreateStatus(ORT_INVALID_ARGUMENT, "CausalAttention: hidden is not a multiple of num_heads");
+  OrtValue* output = NULL;
+  AttentionRun run = {{dims[0][0], dims[0][1], a->heads, dims[0][2] / a->heads, a->scale, 0}, data[0], data[1], data[2], NULL, false};
+  OrtStatus* status = ort.KernelContext_GetOutput(context, 0, dims[0], 3, &output);
+  if (!status) status = ort.GetTensorMutableData(output, (void**)&run.out);
+  if (status) return status;
+  int64_t items = run.shape.batch * run.shape.heads;
+  if (items > 0 && run.shape.positions > 0) status = ort.KernelContext_ParallelFor(context, attention_item, (size_t)items, 0, &run);
+  if (!status && run.failed) status = ort.CreateStatus(ORT_FAIL, "CausalAttention: out of memory");
+  return status;
+}
+
+static const CustomOp causal_attention_op = {
+    .version = 16,
+    .GetName = attention_name,
+    .GetExecutionProviderType = cpu_provider,
+    .GetInputType = float_type,
+    .GetInputTypeCount = three,
+    .GetOutputType = float_type,
+    .GetOutputTypeCount = one,
+    .KernelDestroy = destroy_attention,
+    .GetInputCharacteristic = zero_of_index,
+    .GetOutputCharacteristic = zero_of_index,
+    .GetInputMemoryType = zero_of_index,
+    .CreateKernelV2 = create_attention,
+    .KernelComputeV2 = compute_attention,
+};
+
+// The domain every session gets (made once, by ortOpen; sessions keep referring to it, so it is never released).
+static OrtCustomOpDomain* seedscope_domain;
+
+static OrtStatus* create_domain(void) {
+  OrtStatus* status = ort.CreateCustomOpDomain("seedscope", &seedscope_domain);
+  return status ? status : ort.CustomOpDomain_Add(seedscope_domain, &causal_attention_op);
 }
 
 // Throws a JS Error carrying onnxruntime's message and releases the status; returns 0. A null status returns 1.
@@ -140,6 +302,7 @@ static napi_value OrtOpen(napi_env env, napi_callback_info info) {
   if (!opened && load_api(path, why, sizeof why)) {
     status = ort.CreateEnv(ORT_LOGGING_LEVEL_ERROR, "seedscope", &ort_env);
     if (!status) status = ort.CreateCpuMemoryInfo(ORT_DEVICE_ALLOCATOR, ORT_MEM_TYPE_DEFAULT, &cpu_memory);
+    if (!status) status = create_domain();
     opened = !status;
   }
   pthread_mutex_unlock(&open_lock);
@@ -191,7 +354,8 @@ static napi_value OrtCreateSession(napi_env env, napi_callback_info info) {
              ok(env, ort.SetSessionExecutionMode(options, ORT_SEQUENTIAL), "setting session options") &&
              ok(env, ort.SetIntraOpNumThreads(options, (int)threads), "setting session options") &&
              ok(env, ort.SetInterOpNumThreads(options, 1), "setting session options") &&
-             ok(env, ort.SetSessionLogSeverityLevel(options, ORT_LOGGING_LEVEL_ERROR), "setting session options");
+             ok(env, ort.SetSessionLogSeverityLevel(options, ORT_LOGGING_LEVEL_ERROR), "setting session options") &&
+             ok(env, ort.AddCustomOpDomain(options, seedscope_domain), "adding seedscope's operators");
   for (uint32_t i = 0; good && i < entries; i++) {
     napi_value pair, key, value;
     char k[256], v[256];
@@ -199,6 +363,10 @@ static napi_value OrtCreateSession(napi_env env, napi_callback_info info) {
            napi_get_element(env, pair, 1, &value) == napi_ok && string_arg(env, key, "a config key", k, sizeof k) &&
            string_arg(env, value, "a config value", v, sizeof v) && ok(env, ort.AddSessionConfigEntry(options, k, v), k);
   }
+  // SEEDSCOPE_ORT_PROFILE=<prefix>: onnxruntime's per-operator profile, written to <prefix>_<time>.json when the
+  // session is released (for finding where a forward pass spends its time).
+  const char* profile = getenv("SEEDSCOPE_ORT_PROFILE");
+  if (good && profile && profile[0]) good = ok(env, ort.EnableProfiling(options, profile), "enabling profiling");
   OrtSession* session = NULL;
   if (good) good = ok(env, ort.CreateSessionFromArray(ort_env, model, model_len, options, &session), "loading the model");
   ort.ReleaseSessionOptions(options);

@@ -1,7 +1,7 @@
 // One transformer block's graph nodes, in the order data flows: LayerNorm, attention, MLP, residual wiring.
 // Architecture differences arrive as traits (hf-config.ts) and canonical weights (convert.ts), so this file
 // never asks which model it is building.
-import { float, type GraphBuilder, int, ints, str } from './graph-builder.js'
+import { float, type GraphBuilder, int, ints, SEEDSCOPE_DOMAIN, str } from './graph-builder.js'
 import type { LayerWeights } from './convert.js'
 import type { ArchitectureTraits, ModelShape } from './hf-config.js'
 
@@ -14,11 +14,13 @@ export interface BlockContext {
   rotary?: { cos: string; sin: string } // [pos, 1, rotary_dims] each, broadcast over heads
   /** Per-neuron overrides of hook_post for `layer`, or undefined when the graph takes none. */
   intervene?: (post: string, layer: number) => string
+  /** The session will know seedscope's operators (src/model/runtime.ts): attention may use CausalAttention. */
+  seedscopeOperators: boolean
 }
 
 export interface BlockOutputs {
   resid: string | undefined // [batch, pos, d_model]; undefined when `lastNeeded` stopped at hook_post
-  mlpPre: string // [batch, pos, d_mlp]
+  mlpPre: string | undefined // [batch, pos, d_mlp]; undefined unless `hookPre` asked for it
   mlpPost: string // [batch, pos, d_mlp], after interventions
   attnToBos?: string // [batch, head, pos]
 }
@@ -45,7 +47,7 @@ export function transformerBlock(
   x: string,
   w: LayerWeights,
   layer: number,
-  options: { attnToBos: boolean; stopAtPost: boolean },
+  options: { attnToBos: boolean; stopAtPost: boolean; hookPre: boolean },
 ): BlockOutputs {
   const { g, shape, traits } = ctx
   const name = `blocks.${layer}`
@@ -54,8 +56,18 @@ export function transformerBlock(
   const afterAttn = g.op('Add', [x, attention.out])
   const mlpIn = traits.residual === 'parallel' ? x : afterAttn
   const ln2 = layerNorm(g, mlpIn, w.ln2, shape.lnEps, `${name}.ln2`)
-  const mlpPre = linear(g, ln2, w.W_in, w.b_in, shape.dModel, shape.dMlp, `${name}.mlp.in`)
-  const activated = g.op('Gelu', [mlpPre], { approximate: str(traits.gelu === 'tanh' ? 'tanh' : 'none') })
+  let mlpPre: string | undefined
+  let activated: string
+  if (options.hookPre) {
+    mlpPre = linear(g, ln2, w.W_in, w.b_in, shape.dModel, shape.dMlp, `${name}.mlp.in`)
+    activated = g.op('Gelu', [mlpPre], { approximate: str(traits.gelu === 'tanh' ? 'tanh' : 'none') })
+  } else {
+    // The bias added inside the activation (onnxruntime's contrib kernels): one pass over [batch, pos, d_mlp]
+    // fewer. onnxruntime fuses Add + Gelu this way by itself, but not in a graph holding a seedscope operator.
+    const product = g.op('MatMul', [ln2, g.weight(`${name}.mlp.in.W`, [shape.dModel, shape.dMlp], w.W_in)])
+    const bias = g.weight(`${name}.mlp.in.b`, [shape.dMlp], w.b_in)
+    activated = g.op(traits.gelu === 'tanh' ? 'FastGelu' : 'BiasGelu', [product, bias], {}, 'com.microsoft')
+  }
   const mlpPost = ctx.intervene ? ctx.intervene(activated, layer) : activated
   if (options.stopAtPost) return { resid: undefined, mlpPre, mlpPost, attnToBos: attention.toBos }
   const mlpOut = linear(g, mlpPost, w.W_out, w.b_out, shape.dMlp, shape.dModel, `${name}.mlp.out`)
@@ -74,10 +86,13 @@ function attentionBlock(ctx: BlockContext, x: string, w: LayerWeights, layer: nu
   const scale = ctx.traits.attnScale(layer)
   let merged: string // [batch, pos, d_model]
   let toBos: string | undefined
-  if (!wantBos) {
+  const flat = (t: string) => g.op('Reshape', [t, g.int64([0, 0, dModel])])
+  if (!wantBos && ctx.seedscopeOperators) {
+    // seedscope's causal kernel (native/kernels/attention.c): only the keys each query sees, scores kept in cache.
+    merged = g.op('CausalAttention', [flat(q), flat(k), flat(v)], { num_heads: int(nHeads), scale: float(scale) }, SEEDSCOPE_DOMAIN)
+  } else if (!wantBos) {
     // One fused causal attention node (ONNX opset 23). onnxruntime's kernel for it took 0.96 s where its
     // com.microsoft MultiHeadAttention took 1.15 s, over four GPT-2-small batches of 4 × 512 (session 7).
-    const flat = (t: string) => g.op('Reshape', [t, g.int64([0, 0, dModel])])
     merged = g.op('Attention', [flat(q), flat(k), flat(v)], { q_num_heads: int(nHeads), kv_num_heads: int(nHeads), is_causal: int(1), scale: float(scale) })
   } else {
     // Explicit pattern, so attention to position 0 can be read out.

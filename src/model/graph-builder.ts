@@ -13,6 +13,7 @@ import {
 
 export const OPSET = 23 // Attention needs 23; Gelu(approximate) 20; LayerNormalization 17
 export const IR_VERSION = 10
+export const SEEDSCOPE_DOMAIN = 'seedscope' // operators of native/kernels/ort.c, known to the direct binding's sessions
 
 export const int = (value: number): AttributeValue => ({ kind: 'int', value })
 export const float = (value: number): AttributeValue => ({ kind: 'float', value })
@@ -105,7 +106,11 @@ export class GraphBuilder {
     return encodeModel({
       irVersion: IR_VERSION,
       producerName: 'seedscope',
-      opsets: [{ domain: '', version: OPSET }, { domain: 'com.microsoft', version: 1 }],
+      opsets: [
+        { domain: '', version: OPSET },
+        { domain: 'com.microsoft', version: 1 },
+        ...(nodes.some((node) => node.domain === SEEDSCOPE_DOMAIN) ? [{ domain: SEEDSCOPE_DOMAIN, version: 1 }] : []),
+      ],
       graph: { name: graphName, nodes, initializers: this.initializers, inputs: this.inputs, outputs: this.outputs },
     })
   }

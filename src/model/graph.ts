@@ -15,7 +15,14 @@ export interface BuiltGraph {
   inputs: string[]
 }
 
-export function buildGraph(weights: ModelWeights, shape: ModelShape, traits: ArchitectureTraits, request: OutputRequest): BuiltGraph {
+/** `seedscopeOperators`: the session will know seedscope's own operators (ModelSession.hasSeedscopeOperators). */
+export function buildGraph(
+  weights: ModelWeights,
+  shape: ModelShape,
+  traits: ArchitectureTraits,
+  request: OutputRequest,
+  options: { seedscopeOperators: boolean } = { seedscopeOperators: false },
+): BuiltGraph {
   const g = new GraphBuilder()
   const ids = g.input('input_ids', DataType.INT64, ['batch', 'pos']) // [batch, pos]
   const posLength = g.op('Slice', [g.op('Shape', [ids]), g.int64([1]), g.int64([2])]) // [1] = pos
@@ -31,6 +38,7 @@ export function buildGraph(weights: ModelWeights, shape: ModelShape, traits: Arc
     shape,
     traits,
     causalMask: g.op('Slice', [mask, g.int64([0, 0]), square, g.int64([0, 1])]), // [pos, pos]
+    seedscopeOperators: options.seedscopeOperators,
   }
   if (traits.positions !== 'learned' && traits.positions.rotaryDims > 0) {
     const { cos, sin } = rotaryTables(shape.nCtx, traits.positions.rotaryDims, traits.positions.rotaryBase)
@@ -44,8 +52,9 @@ export function buildGraph(weights: ModelWeights, shape: ModelShape, traits: Arc
   const act = ['batch', 'pos', shape.dMlp]
   for (let layer = 0; layer < shape.nLayers; layer++) {
     const stopAtPost = !wantsFinal && layer === shape.nLayers - 1
-    const out = transformerBlock(ctx, x, weights.layers[layer], layer, { attnToBos: Boolean(request.attnToBos), stopAtPost })
-    if (request.mlpPre) g.output(site.mlpPre(layer), out.mlpPre, DataType.FLOAT, act)
+    const hookPre = Boolean(request.mlpPre)
+    const out = transformerBlock(ctx, x, weights.layers[layer], layer, { attnToBos: Boolean(request.attnToBos), stopAtPost, hookPre })
+    if (out.mlpPre) g.output(site.mlpPre(layer), out.mlpPre, DataType.FLOAT, act)
     if (request.mlpPost) g.output(site.mlpPost(layer), out.mlpPost, DataType.FLOAT, act)
     if (out.attnToBos) g.output(site.attnToBos(layer), out.attnToBos, DataType.FLOAT, ['batch', shape.nHeads, 'pos'])
     if (out.resid) x = out.resid

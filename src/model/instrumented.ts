@@ -44,7 +44,9 @@ export function loadWeights(dir: string): { config: ModelConfig; weights: ModelW
 
 export async function loadInstrumentedModel(dir: string, request: OutputRequest, options: SessionOptions = {}): Promise<InstrumentedModel> {
   const { config, weights } = loadWeights(dir)
-  const graph = buildGraph(weights, config.shape, config.traits, request)
+  // SEEDSCOPE_ATTENTION=onnx keeps ONNX Attention even where seedscope's own kernel could run (for comparisons).
+  const seedscopeOperators = ModelSession.hasSeedscopeOperators(options) && process.env.SEEDSCOPE_ATTENTION !== 'onnx'
+  const graph = buildGraph(weights, config.shape, config.traits, request, { seedscopeOperators })
   const session = await ModelSession.create(concatEncoded(graph.model), options)
   const { shape } = config
   return {

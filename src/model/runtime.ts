@@ -68,7 +68,7 @@ export class ModelSession {
     const provider = options.provider ?? 'cpu'
     const problem = providerProblem(provider)
     if (problem) throw new UserError(problem)
-    const direct = provider === 'cpu' && process.env.SEEDSCOPE_ORT !== 'onnxruntime-node' ? directBinding() : undefined
+    const direct = directBindingFor(options)
     if (direct) return new ModelSession(directEngine(direct, model, options.threads ?? 0))
     const session = await ort.InferenceSession.create(model, {
       executionProviders: [provider],
@@ -80,6 +80,14 @@ export class ModelSession {
       extra: Object.fromEntries(SESSION_CONFIG), // onnxruntime-node hands a dotted key over as it is
     })
     return new ModelSession(nodeEngine(session))
+  }
+
+  /**
+   * Whether a session made with these options knows seedscope's own operators (domain `seedscope`: CausalAttention,
+   * native/kernels/attention.c). Only the direct binding registers them; a graph for onnxruntime-node must do without.
+   */
+  static hasSeedscopeOperators(options: SessionOptions = {}): boolean {
+    return directBindingFor(options) !== undefined
   }
 
   get outputNames(): readonly string[] {
@@ -158,10 +166,15 @@ function directBinding(): DirectBinding | undefined {
       exports.ortOpen(library)
       binding = exports
     } catch {
-      // e.g. a library too old for C API version 13: onnxruntime-node loads it its own way
+      // e.g. a library too old for C API version 17: onnxruntime-node loads it its own way
     }
   }
   return binding ?? undefined
+}
+
+function directBindingFor(options: SessionOptions): DirectBinding | undefined {
+  const cpu = (options.provider ?? 'cpu') === 'cpu'
+  return cpu && process.env.SEEDSCOPE_ORT !== 'onnxruntime-node' ? directBinding() : undefined
 }
 
 function directEngine(direct: DirectBinding, model: Uint8Array, threads: number): Engine {

@@ -1,0 +1,111 @@
+// seedscope's causal attention kernel (native/kernels/attention.c): against attention computed in float64 from its
+// definition, on both of its paths, and inside a model against ONNX Attention.
+import { mkdtempSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterEach, describe, expect, it } from 'vitest'
+import { writeTinyGpt2 } from '../../test/helpers/tiny-models.js'
+import { nativeExports } from '../stats/kernels.js'
+import { hookBuffers, loadInstrumentedModel } from './instrumented.js'
+import { site } from './sites.js'
+
+type CausalAttention = (q: Float32Array, k: Float32Array, v: Float32Array, out: Float32Array, batch: number, positions: number, heads: number, scale: number, portable: boolean) => void
+const native = nativeExports<{ causalAttention: CausalAttention }>()
+
+/** softmax_{j ≤ i}(scale · q_i · k_j) · v_j for every row, head and position, in float64. */
+function reference(q: Float32Array, k: Float32Array, v: Float32Array, batch: number, positions: number, heads: number, scale: number): Float64Array {
+  const hidden = q.length / (batch * positions)
+  const dHead = hidden / heads
+  const out = new Float64Array(q.length)
+  for (let b = 0; b < batch; b++)
+    for (let h = 0; h < heads; h++)
+      for (let i = 0; i < positions; i++) {
+        const at = (row: number) => (b * positions + row) * hidden + h * dHead
+        const scores = Array.from({ length: i + 1 }, (_, j) => {
+          let dot = 0
+          for (let d = 0; d < dHead; d++) dot += q[at(i) + d] * k[at(j) + d]
+          return scale * dot
+        })
+        const max = Math.max(...scores)
+        const weights = scores.map((s) => Math.exp(s - max))
+        const sum = weights.reduce((a, w) => a + w, 0)
+        for (let j = 0; j <= i; j++) for (let d = 0; d < dHead; d++) out[at(i) + d] += (weights[j] / sum) * v[at(j) + d]
+      }
+  return out
+}
+
+function seeded(n: number, seed: number, spread: number): Float32Array {
+  let state = seed
+  return Float32Array.from({ length: n }, () => {
+    state = (state * 1103515245 + 12345) % 2 ** 31
+    return (state / 2 ** 31 - 0.5) * 2 * spread
+  })
+}
+
+describe.skipIf(!native)('causal attention kernel', () => {
+  // Shapes that cross the kernel's blocks (48 queries, 32 keys, 12- and 6-query tiles) and its value widths
+  // (64 and 16 per tile); d_head 20 is not a multiple of 16, so only the portable path takes it.
+  it.each([
+    [1, 1, 1, 16],
+    [2, 37, 3, 16],
+    [1, 100, 2, 64],
+    [1, 70, 2, 80],
+    [2, 130, 1, 32],
+    [1, 50, 2, 20],
+  ])('batch %i, %i positions, %i heads of %i values: both paths within 1e-5 of float64', (batch, positions, heads, dHead) => {
+    const n = batch * positions * heads * dHead
+    // Scores spread over ±~15, so the softmax's shift and the exponential's whole range matter.
+    const [q, k, v] = [1, 2, 3].map((seed) => seeded(n, seed, seed === 3 ? 1 : 1.5))
+    const scale = 1 / Math.sqrt(dHead)
+    const expected = reference(q, k, v, batch, positions, heads, scale)
+    for (const portable of [false, true]) {
+      const out = new Float32Array(n).fill(Number.NaN) // every value must be written
+      native!.causalAttention(q, k, v, out, batch, positions, heads, scale, portable)
+      let worst = 0
+      for (let i = 0; i < n; i++) worst = Math.max(worst, Math.abs(out[i] - expected[i]) / (1e-5 + 1e-5 * Math.abs(expected[i])))
+      expect(worst, portable ? 'portable' : 'vectorized').toBeLessThan(1)
+    }
+  })
+
+  it('carries a NaN in a query into that query’s output instead of dropping it', () => {
+    const [batch, positions, heads, dHead] = [1, 40, 1, 16]
+    const [q, k, v] = [1, 2, 3].map((seed) => seeded(positions * dHead, seed, 1))
+    q[20 * dHead + 3] = Number.NaN
+    for (const portable of [false, true]) {
+      const out = new Float32Array(q.length)
+      native!.causalAttention(q, k, v, out, batch, positions, heads, 0.25, portable)
+      expect(out.subarray(20 * dHead, 21 * dHead).every(Number.isNaN)).toBe(true)
+      expect(out.subarray(0, 20 * dHead).some(Number.isNaN)).toBe(false)
+    }
+  })
+})
+
+describe.skipIf(!native)('a model with CausalAttention', () => {
+  afterEach(() => {
+    delete process.env.SEEDSCOPE_ATTENTION
+  })
+
+  it('gives the hook_post of the same model with ONNX Attention, within 1e-5, over 100 positions', async () => {
+    const dir = writeTinyGpt2(join(mkdtempSync(join(tmpdir(), 'attention-')), 'gpt2'), 5)
+    const positions = 100
+    const tokens = { data: BigInt64Array.from({ length: 2 * positions }, (_, i) => BigInt((i * 37) % 4096)), batch: 2, positions }
+    const run = async (attention: 'seedscope' | 'onnx') => {
+      process.env.SEEDSCOPE_ATTENTION = attention
+      const model = await loadInstrumentedModel(dir, { mlpPost: true }, { threads: 2 })
+      try {
+        return await model.run(tokens, [], hookBuffers(model, tokens.batch, positions))
+      } finally {
+        await model.release()
+      }
+    }
+    const ours = await run('seedscope')
+    const theirs = await run('onnx')
+    for (const layer of [0, 1]) {
+      const a = ours[site.mlpPost(layer)].data
+      const b = theirs[site.mlpPost(layer)].data
+      let worst = 0
+      for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i] - b[i]) / (1e-5 + 1e-5 * Math.abs(b[i])))
+      expect(worst).toBeLessThan(1)
+    }
+  })
+})
