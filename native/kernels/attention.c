@@ -47,14 +47,16 @@ static int64_t round_up(int64_t n, int64_t to) { return (n + to - 1) / to * to; 
 
 // ---- portable version: any d_head, any CPU ----
 
-static void head_portable(const AttentionShape* s, const float* q, const float* k, const float* v, float* out, float* scores) {
-  int64_t hidden = s->heads * s->d_head;
+// bq, bk, bv: the head's biases (zeros when the op has none).
+static void head_portable(const AttentionShape* s, const float* q, const float* k, const float* v, const float* bq, const float* bk,
+                          const float* bv, float* out, float* scores) {
+  int64_t hidden = s->heads * s->d_head, stride = s->stride;
   for (int64_t i = 0; i < s->positions; i++) {
-    const float* qi = q + i * hidden;
+    const float* qi = q + i * stride;
     float max = -INFINITY;
     for (int64_t j = 0; j <= i; j++) {
       float dot = 0;
-      for (int64_t d = 0; d < s->d_head; d++) dot += qi[d] * k[j * hidden + d];
+      for (int64_t d = 0; d < s->d_head; d++) dot += (qi[d] + bq[d]) * (k[j * stride + d] + bk[d]);
       scores[j] = s->scale * dot;
       max = scores[j] > max || isnan(scores[j]) ? scores[j] : max;
     }
@@ -63,8 +65,8 @@ static void head_portable(const AttentionShape* s, const float* q, const float* 
     float* oi = out + i * hidden;
     for (int64_t d = 0; d < s->d_head; d++) oi[d] = 0;
     for (int64_t j = 0; j <= i; j++)
-      for (int64_t d = 0; d < s->d_head; d++) oi[d] += scores[j] * v[j * hidden + d];
-    for (int64_t d = 0; d < s->d_head; d++) oi[d] /= sum;
+      for (int64_t d = 0; d < s->d_head; d++) oi[d] += scores[j] * v[j * stride + d];
+    for (int64_t d = 0; d < s->d_head; d++) oi[d] = oi[d] / sum + bv[d];  // Σ p = 1: v's bias adds once
   }
 }
 
@@ -107,9 +109,10 @@ AVX512 static inline __attribute__((always_inline)) void score_tile(const float*
   }
 }
 
-// out[r][c..c+width) = Σ_{j < keys} p[r][j] · v[j][c..c+width) for `rows` queries (≤ PV_ROWS), width 64 or 16.
+// out[r][c..c+width) = Σ_{j < keys} p[r][j] · v[j][c..c+width) / Σ_j p[r][j] + bias[c..c+width) for `rows`
+// queries (≤ PV_ROWS), width 64 or 16 (p and v from c on, bias too). Σ p is 1 after the division, so v's bias adds once.
 AVX512 static inline __attribute__((always_inline)) void value_tile(const float* p, int64_t p_stride, int rows, int64_t keys, const float* v, int64_t v_stride, int width,
-                                     const float* inverse_sum, float* out, int64_t out_stride) {
+                                     const float* inverse_sum, const float* bias, float* out, int64_t out_stride) {
   __m512 acc[PV_ROWS][4];
   int chunks = width / 16;
   for (int r = 0; r < PV_ROWS; r++)
@@ -127,7 +130,7 @@ AVX512 static inline __attribute__((always_inline)) void value_tile(const float*
   }
   for (int r = 0; r < rows; r++)
     for (int c = 0; c < chunks; c++)
-      _mm512_storeu_ps(out + r * out_stride + 16 * c, _mm512_mul_ps(acc[r][c], _mm512_set1_ps(inverse_sum[r])));
+      _mm512_storeu_ps(out + r * out_stride + 16 * c, _mm512_fmadd_ps(acc[r][c], _mm512_set1_ps(inverse_sum[r]), _mm512_loadu_ps(bias + 16 * c)));
 }
 
 // The tiles above with their row count (and width) known at compile time, so that the accumulators stay in registers.
@@ -142,11 +145,11 @@ AVX512 static void score_tile_rows(const float* q, int64_t q_stride, int rows, c
 }
 
 AVX512 static void value_tile_rows(const float* p, int64_t p_stride, int rows, int64_t keys, const float* v, int64_t v_stride, int width,
-                                   const float* inverse_sum, float* out, int64_t out_stride) {
+                                   const float* inverse_sum, const float* bias, float* out, int64_t out_stride) {
   switch (rows * 100 + width) {
-#define ROWS(n)                                                                                              \
-  case n * 100 + 64: value_tile(p, p_stride, n, keys, v, v_stride, 64, inverse_sum, out, out_stride); break; \
-  case n * 100 + 16: value_tile(p, p_stride, n, keys, v, v_stride, 16, inverse_sum, out, out_stride); break;
+#define ROWS(n)                                                                                                    \
+  case n * 100 + 64: value_tile(p, p_stride, n, keys, v, v_stride, 64, inverse_sum, bias, out, out_stride); break; \
+  case n * 100 + 16: value_tile(p, p_stride, n, keys, v, v_stride, 16, inverse_sum, bias, out, out_stride); break;
     ROWS(1) ROWS(2) ROWS(3) ROWS(4) ROWS(5) ROWS(6)
 #undef ROWS
   }
@@ -173,33 +176,41 @@ AVX512 static float softmax_row(float* row, int64_t valid, int64_t width, float 
   return 1.0f / _mm512_reduce_add_ps(sum);
 }
 
-AVX512 static void head_avx512(const AttentionShape* s, const float* q, const float* k, const float* v, float* out, float* kt, float* scores) {
-  int64_t hidden = s->heads * s->d_head, dh = s->d_head, positions = s->positions;
+// kt: scratch for the head's keys transposed; qb: for a block of queries, bias added; scores: for the block's scores.
+AVX512 static void head_avx512(const AttentionShape* s, const float* q, const float* k, const float* v, const float* bq, const float* bk,
+                               const float* bv, float* out, float* kt, float* qb, float* scores) {
+  int64_t hidden = s->heads * s->d_head, dh = s->d_head, positions = s->positions, stride = s->stride;
   int64_t kt_stride = round_up(positions, KEY_STEP);
-  // The head's keys transposed, zero-padded to whole key steps (padding keys score 0 and are masked).
-  __m512i key_offsets = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0), _mm512_set1_epi32((int)hidden));
+  // The head's keys (bias added) transposed, zero-padded to whole key steps (padding keys are masked).
+  __m512i key_offsets = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0), _mm512_set1_epi32((int)stride));
   for (int64_t j = 0; j < kt_stride; j += 16) {
     __mmask16 m = j >= positions ? 0 : positions - j >= 16 ? 0xffff : (__mmask16)((1u << (positions - j)) - 1);
-    for (int64_t d = 0; d < dh; d++)
-      _mm512_store_ps(kt + d * kt_stride + j, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, key_offsets, k + (j < positions ? j : 0) * hidden + d, 4));
+    const float* column = k + (j < positions ? j : 0) * stride;
+    for (int64_t d = 0; d < dh; d++) {
+      __m512 keys = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, key_offsets, column + d, 4);
+      _mm512_store_ps(kt + d * kt_stride + j, _mm512_maskz_add_ps(m, keys, _mm512_set1_ps(bk[d])));
+    }
   }
   float inverse_sum[QUERY_BLOCK];
   for (int64_t q0 = 0; q0 < positions; q0 += QUERY_BLOCK) {
     int64_t rows = positions - q0 < QUERY_BLOCK ? positions - q0 : QUERY_BLOCK;
     int64_t width = round_up(q0 + rows, KEY_STEP);  // keys any query of the block may see, padded
+    for (int64_t r = 0; r < rows; r++)
+      for (int64_t d = 0; d < dh; d += 16)
+        _mm512_storeu_ps(qb + r * dh + d, _mm512_add_ps(_mm512_loadu_ps(q + (q0 + r) * stride + d), _mm512_loadu_ps(bq + d)));
     for (int64_t r0 = 0; r0 < rows; r0 += QK_ROWS) {
       int tile_rows = rows - r0 < QK_ROWS ? (int)(rows - r0) : QK_ROWS;
       int64_t keys = round_up(q0 + r0 + tile_rows, KEY_STEP);
       for (int64_t j0 = 0; j0 < keys; j0 += KEY_STEP)
-        score_tile_rows(q + (q0 + r0) * hidden, hidden, tile_rows, kt + j0, kt_stride, dh, scores + r0 * width + j0, width);
+        score_tile_rows(qb + r0 * dh, dh, tile_rows, kt + j0, kt_stride, dh, scores + r0 * width + j0, width);
     }
     for (int64_t r = 0; r < rows; r++) inverse_sum[r] = softmax_row(scores + r * width, q0 + r + 1, width, s->scale);
     for (int64_t r0 = 0; r0 < rows; r0 += PV_ROWS) {
       int tile_rows = rows - r0 < PV_ROWS ? (int)(rows - r0) : PV_ROWS;
       int64_t keys = q0 + r0 + tile_rows;  // the tile's last query sees keys [0, keys); later ones have p = 0
       for (int64_t c = 0; c < dh; c += dh - c >= 64 ? 64 : 16)
-        value_tile_rows(scores + r0 * width, width, tile_rows, keys, v + c, hidden, dh - c >= 64 ? 64 : 16, inverse_sum + r0,
-                   out + (q0 + r0) * hidden + c, hidden);
+        value_tile_rows(scores + r0 * width, width, tile_rows, keys, v + c, stride, dh - c >= 64 ? 64 : 16, inverse_sum + r0, bv + c,
+                        out + (q0 + r0) * hidden + c, hidden);
     }
   }
 }
@@ -209,54 +220,99 @@ static int vectorized(const AttentionShape* s) { return !s->portable && s->d_hea
 #endif
 
 int causal_attention_item(const AttentionShape* s, const float* q, const float* k, const float* v, float* out, int64_t item) {
-  int64_t b = item / s->heads, h = item % s->heads;
-  int64_t offset = b * s->positions * s->heads * s->d_head + h * s->d_head;
-  q += offset, k += offset, v += offset, out += offset;
+  int64_t b = item / s->heads, h = item % s->heads, hidden = s->heads * s->d_head;
+  int64_t in = b * s->positions * s->stride + h * s->d_head;
+  q += in, k += in, v += in, out += b * s->positions * hidden + h * s->d_head;
+  int64_t padded = round_up(s->positions, KEY_STEP);
+  // Scratch: the head's biases (q | k | v), then the path's own buffers.
+  float* buffer = thread_scratch(round_up(3 * s->d_head, 16) + s->d_head * padded + QUERY_BLOCK * (s->d_head + padded));
+  if (!buffer) return 0;
+  float *bq = buffer, *bk = bq + s->d_head, *bv = bk + s->d_head;
+  for (int64_t d = 0; d < s->d_head; d++) {
+    bq[d] = s->bias ? s->bias[h * s->d_head + d] : 0;
+    bk[d] = s->bias ? s->bias[hidden + h * s->d_head + d] : 0;
+    bv[d] = s->bias ? s->bias[2 * hidden + h * s->d_head + d] : 0;
+  }
+  float* rest = bv + s->d_head;
 #ifdef HAVE_AVX512
   if (vectorized(s)) {
-    int64_t kt_floats = s->d_head * round_up(s->positions, KEY_STEP);
-    float* buffer = thread_scratch(kt_floats + QUERY_BLOCK * round_up(s->positions, KEY_STEP));
-    if (!buffer) return 0;
-    head_avx512(s, q, k, v, out, buffer, buffer + kt_floats);
+    // 64-byte alignment for the transposed keys and the scores (aligned loads and stores); the scratch is aligned
+    float* kt = buffer + round_up(3 * s->d_head, 16);
+    float* qb = kt + s->d_head * padded;
+    head_avx512(s, q, k, v, bq, bk, bv, out, kt, qb, qb + QUERY_BLOCK * s->d_head);
     return 1;
   }
 #endif
-  float* buffer = thread_scratch(s->positions);
-  if (!buffer) return 0;
-  head_portable(s, q, k, v, out, buffer);
+  head_portable(s, q, k, v, bq, bk, bv, out, rest);
   return 1;
 }
 
-// causalAttention(q, k, v, out, batch, positions, heads, scale, portable): the op's computation on the calling
-// thread, for tests. q, k, v, out: Float32Array [batch, positions, heads · d_head]; portable: force that path.
-static napi_value CausalAttention(napi_env env, napi_callback_info info) {
-  napi_value argv[9];
-  bool portable;
-  if (!get_args(env, info, 9, argv, "causalAttention(q, k, v, out, batch, positions, heads, scale, portable)")) return NULL;
-  float* data[4];
-  size_t length[4];
-  const char* names[4] = {"q", "k", "v", "out"};
-  for (int i = 0; i < 4; i++)
-    if (!typed_arg(env, argv[i], napi_float32_array, names[i], (void**)&data[i], &length[i])) return NULL;
-  int64_t batch, positions, heads;
-  double scale;
-  if (!int_arg(env, argv[4], "batch", &batch) || !int_arg(env, argv[5], "positions", &positions) ||
-      !int_arg(env, argv[6], "heads", &heads))
-    return NULL;
-  if (napi_get_value_double(env, argv[7], &scale) != napi_ok || napi_get_value_bool(env, argv[8], &portable) != napi_ok)
-    return napi_throw_type_error(env, NULL, "causalAttention: scale must be a number and portable a boolean"), NULL;
-  if (batch * positions * heads == 0 || length[0] % (batch * positions * heads) != 0)
-    return range_error(env, "causalAttention: %zu values do not split into %lld × %lld × %lld heads", length[0], (long long)batch,
-                       (long long)positions, (long long)heads),
-           NULL;
-  for (int i = 1; i < 4; i++)
-    if (length[i] != length[0]) return range_error(env, "causalAttention: %s holds %zu values, q %zu", names[i], length[i], length[0]), NULL;
-  AttentionShape s = {batch, positions, heads, (int64_t)(length[0] / (batch * positions * heads)), (float)scale, portable};
-  for (int64_t item = 0; item < batch * heads; item++)
-    if (!causal_attention_item(&s, data[0], data[1], data[2], data[3], item)) return range_error(env, "causalAttention: out of memory"), NULL;
+// Both test entry points: the op's computation on the calling thread, item after item.
+static napi_value run_items(napi_env env, AttentionShape* s, const float* q, const float* k, const float* v, float* out) {
+  for (int64_t item = 0; item < s->batch * s->heads; item++)
+    if (!causal_attention_item(s, q, k, v, out, item)) return range_error(env, "causalAttention: out of memory"), NULL;
   return NULL;
 }
 
+// Reads batch, positions, heads, scale and portable from argv[0..4] and checks that `values` and `out_length` fit
+// them with rows of `per_row` hidden widths (1 for q, k, v of their own, 3 for q | k | v); fills s but its bias.
+static int shape_args(napi_env env, napi_value* argv, size_t values, int64_t per_row, size_t out_length, AttentionShape* s) {
+  double scale;
+  bool portable;
+  if (!int_arg(env, argv[0], "batch", &s->batch) || !int_arg(env, argv[1], "positions", &s->positions) || !int_arg(env, argv[2], "heads", &s->heads))
+    return 0;
+  if (napi_get_value_double(env, argv[3], &scale) != napi_ok || napi_get_value_bool(env, argv[4], &portable) != napi_ok)
+    return napi_throw_type_error(env, NULL, "causalAttention: scale must be a number and portable a boolean"), 0;
+  int64_t rows = s->batch * s->positions;
+  if (rows * s->heads == 0 || out_length % (rows * s->heads) != 0 || (int64_t)values != per_row * (int64_t)out_length)
+    return range_error(env, "causalAttention: %zu inputs and %zu outputs do not fit %lld × %lld positions of %lld heads", values, out_length,
+                       (long long)s->batch, (long long)s->positions, (long long)s->heads);
+  s->d_head = (int64_t)out_length / (rows * s->heads);
+  s->stride = per_row * s->heads * s->d_head;
+  s->scale = (float)scale;
+  s->portable = portable;
+  s->bias = NULL;
+  return 1;
+}
+
+// causalAttention(q, k, v, out, batch, positions, heads, scale, portable): q, k, v, out Float32Array
+// [batch, positions, heads · d_head]; portable forces that path.
+static napi_value CausalAttention(napi_env env, napi_callback_info info) {
+  napi_value argv[9];
+  float* data[4];
+  size_t length[4];
+  const char* names[4] = {"q", "k", "v", "out"};
+  if (!get_args(env, info, 9, argv, "causalAttention(q, k, v, out, batch, positions, heads, scale, portable)")) return NULL;
+  for (int i = 0; i < 4; i++)
+    if (!typed_arg(env, argv[i], napi_float32_array, names[i], (void**)&data[i], &length[i])) return NULL;
+  if (length[1] != length[0] || length[2] != length[0]) return range_error(env, "causalAttention: q, k and v differ in length"), NULL;
+  AttentionShape s;
+  if (!shape_args(env, argv + 4, length[0], 1, length[3], &s)) return NULL;
+  return run_items(env, &s, data[0], data[1], data[2], data[3]);
+}
+
+// causalAttentionPacked(qkv, bias, out, batch, positions, heads, scale, portable): qkv Float32Array
+// [batch, positions, q | k | v], bias [q | k | v] or null, out [batch, positions, heads · d_head].
+static napi_value CausalAttentionPacked(napi_env env, napi_callback_info info) {
+  napi_value argv[8];
+  float *qkv, *bias = NULL, *out;
+  size_t qkv_length, bias_length = 0, out_length;
+  napi_valuetype bias_type;
+  if (!get_args(env, info, 8, argv, "causalAttentionPacked(qkv, bias, out, batch, positions, heads, scale, portable)") ||
+      !typed_arg(env, argv[0], napi_float32_array, "qkv", (void**)&qkv, &qkv_length) ||
+      napi_typeof(env, argv[1], &bias_type) != napi_ok ||
+      (bias_type != napi_null && !typed_arg(env, argv[1], napi_float32_array, "bias", (void**)&bias, &bias_length)) ||
+      !typed_arg(env, argv[2], napi_float32_array, "out", (void**)&out, &out_length))
+    return NULL;
+  AttentionShape s;
+  if (!shape_args(env, argv + 3, qkv_length, 3, out_length, &s)) return NULL;
+  if (bias && (int64_t)bias_length != s.stride) return range_error(env, "causalAttentionPacked: bias holds %zu values, not %lld", bias_length, (long long)s.stride), NULL;
+  s.bias = bias;
+  int64_t hidden = s.heads * s.d_head;
+  return run_items(env, &s, qkv, qkv + hidden, qkv + 2 * hidden, out);
+}
+
 napi_status register_attention(napi_env env, napi_value exports) {
-  return define_function(env, exports, "causalAttention", CausalAttention);
+  napi_status status = define_function(env, exports, "causalAttention", CausalAttention);
+  return status != napi_ok ? status : define_function(env, exports, "causalAttentionPacked", CausalAttentionPacked);
 }

@@ -143,9 +143,13 @@ static int load_api(const char* path, char* why, size_t why_len) {
   return 1;
 }
 
-// ---- seedscope.CausalAttention: inputs q, k, v [batch, positions, heads · d_head] float32; attributes num_heads
-// (int) and scale (float); output [batch, positions, heads · d_head]. The OrtCustomOp struct as of version 16 (its
-// fields are append-only too): onnxruntime reads no field past KernelComputeV2 from an op of that version.
+// ---- seedscope's operators (attention.c), both with attributes num_heads (int) and scale (float) and the output
+// [batch, positions, hidden = heads · d_head]:
+//   CausalAttention(q, k, v), each [batch, positions, hidden];
+//   CausalAttentionQKV(qkv, bias): qkv [batch, positions, q | k | v] as the QKV projection leaves it, bias [3 · hidden]
+//   (added here: no separate pass over qkv to add it, none to split it).
+// The OrtCustomOp struct as of version 16 (its fields are append-only too): onnxruntime reads no field past
+// KernelComputeV2 from an op of that version.
 typedef struct {
   uint32_t version;
   void* (*CreateKernel)(const void* op, const void* api, const OrtKernelInfo* info);
@@ -171,19 +175,23 @@ typedef struct {
 typedef struct {
   int64_t heads;
   float scale;
+  bool packed;  // CausalAttentionQKV
 } AttentionKernel;
 
-static const char* attention_name(const void* op) { return (void)op, "CausalAttention"; }
+static const CustomOp attention_op, packed_attention_op;
+
+static const char* attention_name(const void* op) { return op == &packed_attention_op ? "CausalAttentionQKV" : "CausalAttention"; }
 static const char* cpu_provider(const void* op) { return (void)op, NULL; }
 static int float_type(const void* op, size_t index) { return (void)op, (void)index, ELEMENT_FLOAT; }
-static size_t three(const void* op) { return (void)op, 3; }
+static size_t attention_inputs(const void* op) { return op == &packed_attention_op ? 2 : 3; }
 static size_t one(const void* op) { return (void)op, 1; }
 static int zero_of_index(const void* op, size_t index) { return (void)op, (void)index, 0; }
 
 static OrtStatus* create_attention(const void* op, const void* api, const OrtKernelInfo* info, void** kernel) {
-  (void)op, (void)api;
+  (void)api;
   AttentionKernel* a = malloc(sizeof *a);
   if (!a) return ort.CreateStatus(ORT_FAIL, "CausalAttention: out of memory");
+  a->packed = op == &packed_attention_op;
   OrtStatus* status = ort.KernelInfoGetAttribute_int64(info, "num_heads", &a->heads);
   if (!status) status = ort.KernelInfoGetAttribute_float(info, "scale", &a->scale);
   if (!status && a->heads < 1) status = ort.CreateStatus(ORT_INVALID_ARGUMENT, "CausalAttention: num_heads must be positive");
@@ -206,41 +214,54 @@ static void attention_item(void* data, size_t item) {
   if (!causal_attention_item(&run->shape, run->q, run->k, run->v, run->out, (int64_t)item)) run->failed = true;
 }
 
-// The dims of a float32 tensor of rank 3 into dims; else an error status naming the input.
-static OrtStatus* rank3_dims(const OrtValue* value, const char* name, int64_t dims[3]) {
+static OrtStatus* invalid(const char* message) { return ort.CreateStatus(ORT_INVALID_ARGUMENT, message); }
+
+// Input `index`: its float32 data and dims (rank `rank`); else an error status naming it.
+static OrtStatus* float_input(OrtKernelContext* context, size_t index, size_t rank, int64_t* dims, const float** data) {
+  const OrtValue* value = NULL;
   OrtShape* shape = NULL;
-  size_t rank = 0;
+  size_t actual_rank = 0;
   int element = 0;
-  OrtStatus* status = ort.GetTensorTypeAndShape(value, &shape);
+  OrtStatus* status = ort.KernelContext_GetInput(context, index, &value);
+  if (!status) status = ort.GetTensorTypeAndShape(value, &shape);
   if (!status) status = ort.GetTensorElementType(shape, &element);
-  if (!status) status = ort.GetDimensionsCount(shape, &rank);
-  if (!status && (rank != 3 || element != ELEMENT_FLOAT)) {
+  if (!status) status = ort.GetDimensionsCount(shape, &actual_rank);
+  if (!status && (actual_rank != rank || element != ELEMENT_FLOAT)) {
     char message[128];
-    snprintf(message, sizeof message, "CausalAttention: %s must be float32 [batch, positions, hidden]", name);
-    status = ort.CreateStatus(ORT_INVALID_ARGUMENT, message);
+    snprintf(message, sizeof message, "CausalAttention: input %zu must be float32 of rank %zu", index, rank);
+    status = invalid(message);
   }
-  if (!status) status = ort.GetDimensions(shape, dims, 3);
+  if (!status) status = ort.GetDimensions(shape, dims, rank);
+  if (!status) status = ort.GetTensorMutableData((OrtValue*)value, (void**)data);
   ort.ReleaseShape(shape);
   return status;
 }
 
 static OrtStatus* compute_attention(void* kernel, OrtKernelContext* context) {
   const AttentionKernel* a = kernel;
-  const OrtValue* inputs[3];
-  int64_t dims[3][3];
-  const char* names[3] = {"q", "k", "v"};
-  const float* data[3];
-  for (int i = 0; i < 3; i++) {
-    OrtStatus* status = ort.KernelContext_GetInput(context, (size_t)i, &inputs[i]);
-    if (!status) status = rank3_dims(inputs[i], names[i], dims[i]);
-    if (!status) status = ort.GetTensorMutableData((OrtValue*)inputs[i], (void**)&data[i]);
-    if (status) return status;
-    if (memcmp(dims[i], dims[0], sizeof dims[0]) != 0) return ort.CreateStatus(ORT_INVALID_ARGUMENT, "CausalAttention: q, k and v differ in shape");
+  int64_t dims[3], other[3];
+  AttentionRun run = {.failed = false};
+  OrtStatus* status = float_input(context, 0, 3, dims, &run.q);
+  if (status) return status;
+  int64_t hidden = a->packed ? dims[2] / 3 : dims[2];
+  if (a->packed) {
+    const float* bias;
+    if ((status = float_input(context, 1, 1, other, &bias))) return status;
+    if (dims[2] % 3 != 0 || other[0] != dims[2]) return invalid("CausalAttentionQKV: qkv must be [batch, positions, 3 · hidden], bias [3 · hidden]");
+    run.k = run.q + hidden, run.v = run.q + 2 * hidden, run.shape.bias = bias;
+  } else {
+    if ((status = float_input(context, 1, 3, other, &run.k))) return status;
+    if (memcmp(other, dims, sizeof dims) != 0) return invalid("CausalAttention: q, k and v differ in shape");
+    if ((status = float_input(context, 2, 3, other, &run.v))) return status;
+    if (memcmp(other, dims, sizeof dims) != 0) return invalid("CausalAttention: q, k and v differ in shape");
+    run.shape.bias = NULL;
   }
-  if (dims[0][2] % a->heads != 0) return ort.CreateStatus(ORT_INVALID_ARGUMENT, "CausalAttention: hidden is not a multiple of num_heads");
+  if (hidden % a->heads != 0) return invalid("CausalAttention: hidden is not a multiple of num_heads");
+  run.shape.batch = dims[0], run.shape.positions = dims[1], run.shape.heads = a->heads, run.shape.d_head = hidden / a->heads;
+  run.shape.stride = dims[2], run.shape.scale = a->scale, run.shape.portable = 0;
   OrtValue* output = NULL;
-  AttentionRun run = {{dims[0][0], dims[0][1], a->heads, dims[0][2] / a->heads, a->scale, 0}, data[0], data[1], data[2], NULL, false};
-  OrtStatus* status = ort.KernelContext_GetOutput(context, 0, dims[0], 3, &output);
+  int64_t out_dims[3] = {dims[0], dims[1], hidden};
+  status = ort.KernelContext_GetOutput(context, 0, out_dims, 3, &output);
   if (!status) status = ort.GetTensorMutableData(output, (void**)&run.out);
   if (status) return status;
   int64_t items = run.shape.batch * run.shape.heads;
@@ -249,28 +270,23 @@ static OrtStatus* compute_attention(void* kernel, OrtKernelContext* context) {
   return status;
 }
 
-static const CustomOp causal_attention_op = {
-    .version = 16,
-    .GetName = attention_name,
-    .GetExecutionProviderType = cpu_provider,
-    .GetInputType = float_type,
-    .GetInputTypeCount = three,
-    .GetOutputType = float_type,
-    .GetOutputTypeCount = one,
-    .KernelDestroy = destroy_attention,
-    .GetInputCharacteristic = zero_of_index,
-    .GetOutputCharacteristic = zero_of_index,
-    .GetInputMemoryType = zero_of_index,
-    .CreateKernelV2 = create_attention,
-    .KernelComputeV2 = compute_attention,
-};
+#define ATTENTION_OP                                                                                                           \
+  {                                                                                                                            \
+    .version = 16, .GetName = attention_name, .GetExecutionProviderType = cpu_provider, .GetInputType = float_type,           \
+    .GetInputTypeCount = attention_inputs, .GetOutputType = float_type, .GetOutputTypeCount = one,                             \
+    .KernelDestroy = destroy_attention, .GetInputCharacteristic = zero_of_index, .GetOutputCharacteristic = zero_of_index,     \
+    .GetInputMemoryType = zero_of_index, .CreateKernelV2 = create_attention, .KernelComputeV2 = compute_attention,             \
+  }
+static const CustomOp attention_op = ATTENTION_OP, packed_attention_op = ATTENTION_OP;
+#undef ATTENTION_OP
 
 // The domain every session gets (made once, by ortOpen; sessions keep referring to it, so it is never released).
 static OrtCustomOpDomain* seedscope_domain;
 
 static OrtStatus* create_domain(void) {
   OrtStatus* status = ort.CreateCustomOpDomain("seedscope", &seedscope_domain);
-  return status ? status : ort.CustomOpDomain_Add(seedscope_domain, &causal_attention_op);
+  if (!status) status = ort.CustomOpDomain_Add(seedscope_domain, &attention_op);
+  return status ? status : ort.CustomOpDomain_Add(seedscope_domain, &packed_attention_op);
 }
 
 // Throws a JS Error carrying onnxruntime's message and releases the status; returns 0. A null status returns 1.

@@ -77,18 +77,27 @@ export function transformerBlock(
 function attentionBlock(ctx: BlockContext, x: string, w: LayerWeights, layer: number, wantBos: boolean) {
   const { g, shape } = ctx
   const { nHeads, dHead, dModel } = shape
-  const qkv = linear(g, x, w.W_qkv, w.b_qkv, dModel, 3 * dModel, `blocks.${layer}.attn.qkv`) // [batch, pos, 3·d_model]
+  const scale = ctx.traits.attnScale(layer)
+  const name = `blocks.${layer}.attn`
+  if (!wantBos && ctx.seedscopeOperators && !ctx.rotary) {
+    // seedscope's causal kernel (native/kernels/attention.c) on the projection as it comes, [batch, pos, 3·d_model]:
+    // it adds the bias and reads Q, K and V in place, and meets only the keys each query sees.
+    const qkv = g.op('MatMul', [x, g.weight(`${name}.qkv.W`, [dModel, 3 * dModel], w.W_qkv)])
+    const attrs = { num_heads: int(nHeads), scale: float(scale) }
+    const merged = g.op('CausalAttentionQKV', [qkv, g.weight(`${name}.qkv.b`, [3 * dModel], w.b_qkv)], attrs, SEEDSCOPE_DOMAIN)
+    return { out: linear(g, merged, w.W_O, w.b_O, dModel, dModel, `${name}.out`), toBos: undefined }
+  }
+  const qkv = linear(g, x, w.W_qkv, w.b_qkv, dModel, 3 * dModel, `${name}.qkv`) // [batch, pos, 3·d_model]
   const split = g.op('Reshape', [qkv, g.int64([0, 0, 3, nHeads, dHead])]) // [batch, pos, 3, n_heads, d_head]
   const pick = (i: number) => g.op('Gather', [split, g.int64([i], [])], { axis: int(2) }) // [batch, pos, n_heads, d_head]
   const q = applyRotary(ctx, pick(0))
   const k = applyRotary(ctx, pick(1))
   const v = pick(2)
-  const scale = ctx.traits.attnScale(layer)
   let merged: string // [batch, pos, d_model]
   let toBos: string | undefined
   const flat = (t: string) => g.op('Reshape', [t, g.int64([0, 0, dModel])])
   if (!wantBos && ctx.seedscopeOperators) {
-    // seedscope's causal kernel (native/kernels/attention.c): only the keys each query sees, scores kept in cache.
+    // seedscope's causal kernel, on Q and K after the rotary embedding.
     merged = g.op('CausalAttention', [flat(q), flat(k), flat(v)], { num_heads: int(nHeads), scale: float(scale) }, SEEDSCOPE_DOMAIN)
   } else if (!wantBos) {
     // One fused causal attention node (ONNX opset 23). onnxruntime's kernel for it took 0.96 s where its
@@ -107,7 +116,7 @@ function attentionBlock(ctx: BlockContext, x: string, w: LayerWeights, layer: nu
     const z = g.op('MatMul', [pattern, vh]) // [batch, n_heads, pos, d_head]
     merged = g.op('Reshape', [g.op('Transpose', [z], { perm: ints([0, 2, 1, 3]) }), g.int64([0, 0, dModel])])
   }
-  return { out: linear(g, merged, w.W_O, w.b_O, dModel, dModel, `blocks.${layer}.attn.out`), toBos }
+  return { out: linear(g, merged, w.W_O, w.b_O, dModel, dModel, `${name}.out`), toBos }
 }
 
 // NeoX rotary, rotate-half style, on the first rotary_dims of each head; the rest pass through unchanged.

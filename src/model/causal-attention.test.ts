@@ -9,8 +9,11 @@ import { nativeExports } from '../stats/kernels.js'
 import { hookBuffers, loadInstrumentedModel } from './instrumented.js'
 import { site } from './sites.js'
 
-type CausalAttention = (q: Float32Array, k: Float32Array, v: Float32Array, out: Float32Array, batch: number, positions: number, heads: number, scale: number, portable: boolean) => void
-const native = nativeExports<{ causalAttention: CausalAttention }>()
+type Shape = [batch: number, positions: number, heads: number, scale: number, portable: boolean]
+const native = nativeExports<{
+  causalAttention(q: Float32Array, k: Float32Array, v: Float32Array, out: Float32Array, ...shape: Shape): void
+  causalAttentionPacked(qkv: Float32Array, bias: Float32Array | null, out: Float32Array, ...shape: Shape): void
+}>()
 
 /** softmax_{j ≤ i}(scale · q_i · k_j) · v_j for every row, head and position, in float64. */
 function reference(q: Float32Array, k: Float32Array, v: Float32Array, batch: number, positions: number, heads: number, scale: number): Float64Array {
@@ -32,6 +35,12 @@ function reference(q: Float32Array, k: Float32Array, v: Float32Array, batch: num
         for (let j = 0; j <= i; j++) for (let d = 0; d < dHead; d++) out[at(i) + d] += (weights[j] / sum) * v[at(j) + d]
       }
   return out
+}
+
+function expectClose(actual: Float32Array, expected: Float64Array, what: string): void {
+  let worst = 0
+  for (let i = 0; i < actual.length; i++) worst = Math.max(worst, Math.abs(actual[i] - expected[i]) / (1e-5 + 1e-5 * Math.abs(expected[i])))
+  expect(worst, what).toBeLessThan(1)
 }
 
 function seeded(n: number, seed: number, spread: number): Float32Array {
@@ -61,9 +70,28 @@ describe.skipIf(!native)('causal attention kernel', () => {
     for (const portable of [false, true]) {
       const out = new Float32Array(n).fill(Number.NaN) // every value must be written
       native!.causalAttention(q, k, v, out, batch, positions, heads, scale, portable)
-      let worst = 0
-      for (let i = 0; i < n; i++) worst = Math.max(worst, Math.abs(out[i] - expected[i]) / (1e-5 + 1e-5 * Math.abs(expected[i])))
-      expect(worst, portable ? 'portable' : 'vectorized').toBeLessThan(1)
+      expectClose(out, expected, portable ? 'portable' : 'vectorized')
+    }
+  })
+
+  it.each([
+    [2, 37, 3, 16],
+    [1, 100, 2, 64],
+    [1, 50, 2, 20],
+  ])('batch %i, %i positions, %i heads of %i values, packed q | k | v with biases: both paths within 1e-5 of float64', (batch, positions, heads, dHead) => {
+    const hidden = heads * dHead
+    const rows = batch * positions
+    const qkv = seeded(rows * 3 * hidden, 4, 1.5)
+    const bias = seeded(3 * hidden, 5, 0.5)
+    // The same inputs as three tensors, biases added (in float32, as the kernel adds them).
+    const [q, k, v] = [0, 1, 2].map((part) =>
+      Float32Array.from({ length: rows * hidden }, (_, i) => qkv[Math.floor(i / hidden) * 3 * hidden + part * hidden + (i % hidden)] + bias[part * hidden + (i % hidden)]),
+    )
+    const expected = reference(q, k, v, batch, positions, heads, 1 / Math.sqrt(dHead))
+    for (const portable of [false, true]) {
+      const out = new Float32Array(rows * hidden).fill(Number.NaN)
+      native!.causalAttentionPacked(qkv, bias, out, batch, positions, heads, 1 / Math.sqrt(dHead), portable)
+      expectClose(out, expected, portable ? 'portable' : 'vectorized')
     }
   })
 
