@@ -8,9 +8,9 @@ import { UserError } from '../errors.js'
 import { fileURLToPath } from 'node:url'
 import { Worker } from 'node:worker_threads'
 import { type InstrumentedModel, loadInstrumentedModel, type TokenBatch } from './instrumented.js'
-import type { ModelConfig } from './hf-config.js'
+import { type ModelConfig, readModelConfig } from './hf-config.js'
 import type { OutputTensor, SessionOptions } from './runtime.js'
-import { isMlpHook, type OutputRequest } from './sites.js'
+import { isMlpHook, mlpHookNames, type OutputRequest } from './sites.js'
 import type { WorkerReply, WorkerRequest } from './model-worker-thread.js'
 
 export interface ModelRunner {
@@ -94,6 +94,52 @@ function closeIdle(): Promise<unknown> {
   return Promise.all(others.map((runner) => runner.then((r) => r.close(), () => {})))
 }
 
+// Buffers for the MLP hook outputs, handed back by recycle() and sent with the next run request of any runner whose
+// outputs they fit (by transfer, never copied): onnxruntime writes into them, so one seed's model reuses the memory
+// of the one before instead of faulting in fresh memory (~300 MB per set at GPT-2 small, 4 × 512 tokens with
+// hook_pre and hook_post; the kernel zeroes each page first). The stage keeps two batches in flight, so two sets
+// serve, and a third place holds a shard's last, smaller batch; the oldest goes first. They all go when the last
+// runner does.
+type HookSet = Record<string, OutputTensor>
+const spareHookSets: HookSet[] = []
+const SPARE_HOOK_SETS = 3
+const IN_FLIGHT = 2
+let runnersAlive = 0
+let hookSetsPrepared = false // prepareHookBuffers has run since runners came alive
+
+const fitsHookSet = (set: HookSet, names: readonly string[], dims: readonly number[]) =>
+  Object.keys(set).length === names.length && names.every((name) => set[name]?.dims.every((d, i) => d === dims[i]))
+
+function takeHookSet(names: readonly string[], dims: readonly number[]): HookSet | undefined {
+  const i = spareHookSets.findIndex((set) => fitsHookSet(set, names, dims))
+  return i < 0 ? undefined : spareHookSets.splice(i, 1)[0]
+}
+
+function keepHookSet(set: HookSet): void {
+  if (runnersAlive === 0 || Object.keys(set).length === 0) return
+  spareHookSets.push(set)
+  if (spareHookSets.length > SPARE_HOOK_SETS) spareHookSets.shift()
+}
+
+/**
+ * Allocate the hook buffers the first runs of `dir` will need, and touch every page now. The stage calls this
+ * while its first model loads in a worker, so the kernel's zeroing of the fresh memory runs on the core the load
+ * leaves idle rather than beside the forward passes. Only the first call does anything until the last runner
+ * closes: after it the buffers circulate (some in flight, not waiting here).
+ */
+export function prepareHookBuffers(dir: string, request: OutputRequest, batch: number, positions: number): void {
+  if (hookSetsPrepared) return
+  hookSetsPrepared = true
+  const { shape } = readModelConfig(dir)
+  const names = mlpHookNames(request, shape.nLayers)
+  const dims = [batch, positions, shape.dMlp]
+  const fitting = spareHookSets.filter((set) => fitsHookSet(set, names, dims))
+  spareHookSets.splice(0, spareHookSets.length, ...fitting) // sets of another shape would not serve these runs
+  for (let n = fitting.length; n < IN_FLIGHT && names.length > 0; n++) {
+    spareHookSets.push(Object.fromEntries(names.map((name) => [name, { dims, data: new Float32Array(batch * positions * shape.dMlp).fill(0) }])))
+  }
+}
+
 const WORKER_SCRIPT = new URL('./model-worker-thread.js', import.meta.url)
 
 /** Load `dir` with the requested outputs in a worker thread (or in this thread when no worker script exists). */
@@ -117,31 +163,44 @@ export async function startModelRunner(dir: string, request: OutputRequest, opti
   })
   worker.on('error', fail)
   worker.on('exit', (code) => fail(new Error(`model worker exited with code ${code}`)))
-  const ask = (request: Exclude<WorkerRequest, { kind: 'recycle' }>, transfer: ArrayBuffer[] = []) =>
+  const ask = (request: WorkerRequest, transfer: ArrayBuffer[] = []) =>
     new Promise<WorkerReply>((resolve, reject) => {
       if (broken) return reject(broken)
       calls.set(request.id, { resolve, reject })
       worker.postMessage(request, transfer)
     })
 
-  const loaded = await ask({ kind: 'load', id: next++, dir, request, options })
+  runnersAlive++
+  let alive = true
+  const loaded = await ask({ kind: 'load', id: next++, dir, request, options }).catch(async (error: unknown) => {
+    await close()
+    throw error
+  })
   if (loaded.kind !== 'loaded') throw new Error('model worker: unexpected reply to load')
+  const hookNames = mlpHookNames(request, loaded.config.shape.nLayers)
+  async function close() {
+    if (!alive) return
+    alive = false
+    if (--runnersAlive === 0) {
+      spareHookSets.length = 0
+      hookSetsPrepared = false
+    }
+    worker.removeAllListeners('exit')
+    await worker.terminate()
+  }
   return {
     config: loaded.config,
     async run(tokens) {
-      const reply = await ask({ kind: 'run', id: next++, tokens })
+      const into = takeHookSet(hookNames, [tokens.batch, tokens.positions, loaded.config.shape.dMlp])
+      const transfer = into ? Object.values(into).map((t) => t.data.buffer as ArrayBuffer) : []
+      const reply = await ask({ kind: 'run', id: next++, tokens, into }, transfer)
       if (reply.kind !== 'outputs') throw new Error('model worker: unexpected reply to run')
       return reply.outputs
     },
     recycle(outputs) {
-      if (broken) return
-      const hooks = Object.entries(outputs).filter(([name]) => isMlpHook(name))
-      worker.postMessage({ kind: 'recycle', outputs: Object.fromEntries(hooks) } satisfies WorkerRequest, hooks.map(([, t]) => t.data.buffer as ArrayBuffer))
+      keepHookSet(Object.fromEntries(Object.entries(outputs).filter(([name]) => isMlpHook(name))))
     },
-    async close() {
-      worker.removeAllListeners('exit')
-      await worker.terminate()
-    },
+    close,
     keepAlive: (yes) => (yes ? worker.ref() : worker.unref()),
   }
 }

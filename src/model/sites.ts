@@ -14,6 +14,16 @@ export const site = {
 /** Whether an output name is an MLP hook site (blocks.{l}.mlp.hook_pre or hook_post, [batch, pos, d_mlp]). */
 export const isMlpHook = (name: string): boolean => /^blocks\.\d+\.mlp\.hook_(pre|post)$/.test(name)
 
+/** The MLP hook outputs a graph built for `request` has, in its order (src/model/graph.ts). */
+export function mlpHookNames(request: OutputRequest, nLayers: number): string[] {
+  const names: string[] = []
+  for (let layer = 0; layer < nLayers; layer++) {
+    if (request.mlpPre) names.push(site.mlpPre(layer))
+    if (request.mlpPost) names.push(site.mlpPost(layer))
+  }
+  return names
+}
+
 /** The outputs a graph can be asked for. */
 export interface OutputRequest {
   mlpPre?: boolean // blocks.{l}.mlp.hook_pre, [batch, pos, d_mlp]

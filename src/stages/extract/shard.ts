@@ -3,7 +3,8 @@
 import pLimit, { type LimitFunction } from 'p-limit'
 import { countValid, writeActivationShard } from '../../io/activation-store.js'
 import { writeSafetensors } from '../../io/safetensors.js'
-import { borrowModelRunner, prefetchModelRunner } from '../../model/model-worker.js'
+import { readModelConfig } from '../../model/hf-config.js'
+import { borrowModelRunner, prefetchModelRunner, prepareHookBuffers } from '../../model/model-worker.js'
 import type { StageContext } from '../../runner/stage.js'
 import { BufferPool } from '../../stats/buffer-pool.js'
 import { TopActivations } from '../../stats/top-activations.js'
@@ -60,15 +61,21 @@ export async function forwardShard(
   ctx.progress.setTotal(rows.length * positions)
   const session = { threads: ctx.execution.threads, provider: ctx.execution.provider }
   prefetchModelRunner(unit.checkpoint, EXTRACTION_REQUEST, session) // the next seed's model loads while this one runs
+  // Memory for the activations, sized for every token of the shard, not just its valid ones, so that any shard of
+  // this many rows fits a spare buffer (valid counts differ from shard to shard; one a little too small meant a
+  // fresh one). Fresh memory is touched now: the first units get here while the model loads in its worker, on a
+  // core that is otherwise idle, and the kernel's zeroing of ~600 MB (GPT-2 small) then no longer competes with the
+  // forward passes. The hook buffers the model writes into are prepared the same way.
+  const { shape } = readModelConfig(unit.checkpoint)
+  const capacity = shape.nLayers * shape.dMlp * rows.length * positions
+  const storage = spareBuffers.take(capacity) ?? new Float32Array(capacity).fill(0)
+  prepareHookBuffers(unit.checkpoint, EXTRACTION_REQUEST, Math.min(options.batchRows, rows.length), positions)
   return forwardSlot(ctx.execution.concurrency, async () => {
     const model = await borrowModelRunner(unit.checkpoint, EXTRACTION_REQUEST, session)
     try {
       const layout = { nLayers: model.config.shape.nLayers, dMlp: model.config.shape.dMlp }
       const tokens = countValid(valid)
-      // Sized for every token of the shard, not just its valid ones, so that any shard of this many rows fits a
-      // spare buffer (valid counts differ from shard to shard; a buffer a little too small meant a fresh one).
-      const capacity = layout.nLayers * layout.dMlp * rows.length * positions
-      const buffer = new ShardBuffer(layout, tokens, options.site, spareBuffers.take(capacity) ?? new Float32Array(capacity))
+      const buffer = new ShardBuffer(layout, tokens, options.site, storage)
       // The next batch waits in the worker's queue while this thread absorbs the current one, so the model never
       // idles while this thread is busy (absorbing, or writing the previous unit's shard).
       type Pending = { start: number; batch: TokenRow[]; outputs: ReturnType<typeof model.run> }
