@@ -5,6 +5,7 @@ import { describe, expect, test } from 'vitest'
 import { fileMapping, jsKernels } from '../stats/kernels.js'
 import { readActivationBlobs, readActivationBlock, readActivationShardInfo, writeActivationShard, type ShardLayout } from './activation-store.js'
 import { readPlainBlobs, releasePlainBlobs, TableWriter } from './tables.js'
+import { contentHashOf } from './content-hash.js'
 import { decodeF16, toFloat16Bits } from './safetensors-dtypes.js'
 
 const dir = mkdtempSync(join(tmpdir(), 'seedscope-acts-'))
@@ -19,6 +20,18 @@ function layout(dtype: ShardLayout['dtype']): { layout: ShardLayout; acts: Float
   const acts = new Float32Array(nLayers * dMlp * tokens).map((_, i) => Math.sin(i * 0.37) * 7 + (i % 11) / 3)
   return { layout: { nLayers, dMlp, rows, positions, valid, dtype, site: 'blocks.{l}.mlp.hook_post' }, acts }
 }
+
+test('a shard whose row groups are large (written in parts, past the page cache where it can) reads back bit for bit, and its hash is the file’s', async () => {
+  const positions = 300 // 299 valid tokens: 300 KB per row group of 256 neurons, past the writer's 64 KB threshold
+  const valid = new Uint8Array(positions).map((_, i) => (i === 0 ? 0 : 1))
+  const l: ShardLayout = { nLayers: 2, dMlp: 300, rows: [0], positions, valid, dtype: 'float32', site: 'blocks.{l}.mlp.hook_post' }
+  const acts = new Float32Array(600 * 299).map((_, i) => Math.cos(i * 0.11) * 3)
+  const path = join(dir, 'large.parquet')
+  const written = await writeActivationShard(path, l, acts)
+  expect(written.hash).toBe(contentHashOf(readFileSync(path)))
+  const info = await readActivationShardInfo(path)
+  expect(await readActivationBlock(path, info, 0, 600)).toEqual(acts)
+})
 
 describe.each(['float32', 'float16'] as const)('activation shard (%s)', (dtype) => {
   test('round trip: metadata, every block, any neuron range', async () => {
