@@ -312,7 +312,24 @@ static napi_value CausalAttentionPacked(napi_env env, napi_callback_info info) {
   return run_items(env, &s, qkv, qkv + hidden, qkv + 2 * hidden, out);
 }
 
+// causalAttentionVectorized(dHead) → whether heads of dHead values take the vectorized path on this CPU. The graph
+// builder asks: the portable loop is far slower than onnxruntime's own Attention, so it is only a fallback.
+static napi_value CausalAttentionVectorized(napi_env env, napi_callback_info info) {
+  napi_value argv[1], result;
+  int64_t d_head;
+  if (!get_args(env, info, 1, argv, "causalAttentionVectorized(dHead)") || !int_arg(env, argv[0], "dHead", &d_head)) return NULL;
+#ifdef HAVE_AVX512
+  AttentionShape s = {.d_head = d_head};
+  bool yes = d_head > 0 && vectorized(&s);
+#else
+  bool yes = false;
+#endif
+  napi_get_boolean(env, yes, &result);
+  return result;
+}
+
 napi_status register_attention(napi_env env, napi_value exports) {
   napi_status status = define_function(env, exports, "causalAttention", CausalAttention);
-  return status != napi_ok ? status : define_function(env, exports, "causalAttentionPacked", CausalAttentionPacked);
+  if (status == napi_ok) status = define_function(env, exports, "causalAttentionPacked", CausalAttentionPacked);
+  return status != napi_ok ? status : define_function(env, exports, "causalAttentionVectorized", CausalAttentionVectorized);
 }

@@ -14,8 +14,8 @@ export interface BlockContext {
   rotary?: { cos: string; sin: string } // [pos, 1, rotary_dims] each, broadcast over heads
   /** Per-neuron overrides of hook_post for `layer`, or undefined when the graph takes none. */
   intervene?: (post: string, layer: number) => string
-  /** The session will know seedscope's operators (src/model/runtime.ts): attention may use CausalAttention. */
-  seedscopeOperators: boolean
+  /** Attention through seedscope's CausalAttention operators (ModelSession.runsSeedscopeAttention). */
+  seedscopeAttention: boolean
 }
 
 export interface BlockOutputs {
@@ -79,7 +79,7 @@ function attentionBlock(ctx: BlockContext, x: string, w: LayerWeights, layer: nu
   const { nHeads, dHead, dModel } = shape
   const scale = ctx.traits.attnScale(layer)
   const name = `blocks.${layer}.attn`
-  if (!wantBos && ctx.seedscopeOperators && !ctx.rotary) {
+  if (!wantBos && ctx.seedscopeAttention && !ctx.rotary) {
     // seedscope's causal kernel (native/kernels/attention.c) on the projection as it comes, [batch, pos, 3·d_model]:
     // it adds the bias and reads Q, K and V in place, and meets only the keys each query sees.
     const qkv = g.op('MatMul', [x, g.weight(`${name}.qkv.W`, [dModel, 3 * dModel], w.W_qkv)])
@@ -96,7 +96,7 @@ function attentionBlock(ctx: BlockContext, x: string, w: LayerWeights, layer: nu
   let merged: string // [batch, pos, d_model]
   let toBos: string | undefined
   const flat = (t: string) => g.op('Reshape', [t, g.int64([0, 0, dModel])])
-  if (!wantBos && ctx.seedscopeOperators) {
+  if (!wantBos && ctx.seedscopeAttention) {
     // seedscope's causal kernel, on Q and K after the rotary embedding.
     merged = g.op('CausalAttention', [flat(q), flat(k), flat(v)], { num_heads: int(nHeads), scale: float(scale) }, SEEDSCOPE_DOMAIN)
   } else if (!wantBos) {

@@ -4,9 +4,10 @@ import { mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
-import { writeTinyGpt2 } from '../../test/helpers/tiny-models.js'
+import { TINY, writeTinyGpt2 } from '../../test/helpers/tiny-models.js'
 import { nativeExports } from '../stats/kernels.js'
 import { hookBuffers, loadInstrumentedModel } from './instrumented.js'
+import { ModelSession } from './runtime.js'
 import { site } from './sites.js'
 
 type Shape = [batch: number, positions: number, heads: number, scale: number, portable: boolean]
@@ -114,7 +115,10 @@ describe.skipIf(!native)('a model with CausalAttention', () => {
   })
 
   it('gives the hook_post of the same model with ONNX Attention, within 1e-5, over 100 positions', async () => {
-    const dir = writeTinyGpt2(join(mkdtempSync(join(tmpdir(), 'attention-')), 'gpt2'), 5)
+    const shape = { ...TINY, nHeads: 2 } // heads of 16 values: the vectorized kernel's (d_head 8 keeps ONNX Attention)
+    const dir = writeTinyGpt2(join(mkdtempSync(join(tmpdir(), 'attention-')), 'gpt2'), 5, shape)
+    expect(ModelSession.runsSeedscopeAttention({}, 16)).toBe(nativeExports<{ causalAttentionVectorized(d: number): boolean }>()!.causalAttentionVectorized(16))
+    expect(ModelSession.runsSeedscopeAttention({}, 8)).toBe(false)
     const positions = 100
     const tokens = { data: BigInt64Array.from({ length: 2 * positions }, (_, i) => BigInt((i * 37) % 4096)), batch: 2, positions }
     const run = async (attention: 'seedscope' | 'onnx') => {

@@ -15,13 +15,13 @@ export interface BuiltGraph {
   inputs: string[]
 }
 
-/** `seedscopeOperators`: the session will know seedscope's own operators (ModelSession.hasSeedscopeOperators). */
+/** `seedscopeAttention`: use seedscope's causal attention operators (ModelSession.runsSeedscopeAttention). */
 export function buildGraph(
   weights: ModelWeights,
   shape: ModelShape,
   traits: ArchitectureTraits,
   request: OutputRequest,
-  options: { seedscopeOperators: boolean } = { seedscopeOperators: false },
+  options: { seedscopeAttention: boolean } = { seedscopeAttention: false },
 ): BuiltGraph {
   const g = new GraphBuilder()
   const ids = g.input('input_ids', DataType.INT64, ['batch', 'pos']) // [batch, pos]
@@ -38,7 +38,7 @@ export function buildGraph(
     shape,
     traits,
     causalMask: g.op('Slice', [mask, g.int64([0, 0]), square, g.int64([0, 1])]), // [pos, pos]
-    seedscopeOperators: options.seedscopeOperators,
+    seedscopeAttention: options.seedscopeAttention,
   }
   if (traits.positions !== 'learned' && traits.positions.rotaryDims > 0) {
     const { cos, sin } = rotaryTables(shape.nCtx, traits.positions.rotaryDims, traits.positions.rotaryBase)

@@ -45,8 +45,8 @@ export function loadWeights(dir: string): { config: ModelConfig; weights: ModelW
 export async function loadInstrumentedModel(dir: string, request: OutputRequest, options: SessionOptions = {}): Promise<InstrumentedModel> {
   const { config, weights } = loadWeights(dir)
   // SEEDSCOPE_ATTENTION=onnx keeps ONNX Attention even where seedscope's own kernel could run (for comparisons).
-  const seedscopeOperators = ModelSession.hasSeedscopeOperators(options) && process.env.SEEDSCOPE_ATTENTION !== 'onnx'
-  const graph = buildGraph(weights, config.shape, config.traits, request, { seedscopeOperators })
+  const seedscopeAttention = ModelSession.runsSeedscopeAttention(options, config.shape.dHead) && process.env.SEEDSCOPE_ATTENTION !== 'onnx'
+  const graph = buildGraph(weights, config.shape, config.traits, request, { seedscopeAttention })
   const session = await ModelSession.create(concatEncoded(graph.model), options)
   const { shape } = config
   return {

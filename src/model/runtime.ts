@@ -83,11 +83,12 @@ export class ModelSession {
   }
 
   /**
-   * Whether a session made with these options knows seedscope's own operators (domain `seedscope`: CausalAttention,
-   * native/kernels/attention.c). Only the direct binding registers them; a graph for onnxruntime-node must do without.
+   * Whether a graph for a session made with these options should use seedscope's causal attention (domain
+   * `seedscope`, native/kernels/attention.c) on heads of `dHead` values: only the direct binding's sessions know
+   * the operators, and only its vectorized path (AVX-512, d_head a multiple of 16) beats onnxruntime's Attention.
    */
-  static hasSeedscopeOperators(options: SessionOptions = {}): boolean {
-    return directBindingFor(options) !== undefined
+  static runsSeedscopeAttention(options: SessionOptions, dHead: number): boolean {
+    return directBindingFor(options)?.causalAttentionVectorized(dHead) ?? false
   }
 
   get outputNames(): readonly string[] {
@@ -148,6 +149,7 @@ interface DirectBinding {
   ortOutputNames(session: unknown): string[]
   ortRun(session: unknown, inputs: { name: string; data: Float32Array | BigInt64Array; dims: number[] }[], outputs: { name: string; data?: Float32Array; dims?: number[] }[]): (OutputTensor | null)[]
   ortRelease(session: unknown): void
+  causalAttentionVectorized(dHead: number): boolean // native/kernels/attention.c
 }
 
 let binding: DirectBinding | null | undefined
