@@ -256,8 +256,14 @@ static int64_t block_pairs(const ComputeJob* j, int64_t first, int64_t end, int 
   return index;
 }
 
+static void dispatch(const JobRunner* runner, void* (*fn)(void*), void* jobs, size_t size, int count) {
+  if (runner) runner->run(runner, fn, jobs, size, count);
+  else run_jobs(fn, jobs, size, count);
+}
+
 // out[m×n] = A·Bᵀ over k tokens, A and B as operands; symmetric (a == b) computes the upper triangle and mirrors it.
-static void amx_product(const Operand* a, const Operand* b, int64_t k, int parts, float* out, int threads) {
+// Jobs run on run_jobs's threads, or through `runner` when given (then `threads` is its count).
+static void amx_product(const Operand* a, const Operand* b, int64_t k, int parts, float* out, int threads, const JobRunner* runner) {
   const int symmetric = a == b;
   const int64_t m = a->count, n = b->count;
   const int64_t m32 = (m + 31) / 32 * 32, n32 = (n + 31) / 32 * 32;
@@ -282,12 +288,12 @@ static void amx_product(const Operand* a, const Operand* b, int64_t k, int parts
         packs[count++] = (PackJob){side ? &b_unsummed : a, t0, k, blocks * t / threads, blocks * (t + 1) / threads, steps, side ? pb : pa, side, parts};
       }
     }
-    run_jobs(pack, packs, sizeof(PackJob), count);
+    dispatch(runner, pack, packs, sizeof(PackJob), count);
     ComputeJob jobs[MAX_THREADS];
     const ComputeJob all = {pa, pb, steps, m32 / 32, n32 / 32, c, n32, t0 == 0, symmetric, parts, 0, 0};
     const int64_t pairs = block_pairs(&all, 0, 0, 0);
     for (int t = 0; t < threads; t++) jobs[t] = all, jobs[t].pair0 = pairs * t / threads, jobs[t].pair1 = pairs * (t + 1) / threads;
-    run_jobs(compute, jobs, sizeof(ComputeJob), threads);
+    dispatch(runner, compute, jobs, sizeof(ComputeJob), threads);
   }
   if (symmetric)
     for (int64_t i = 1; i < m; i++)
@@ -368,6 +374,32 @@ static const unsigned char** float_rows(const float* data, int64_t rows, int64_t
 }
 #endif
 
+int amx_usable(void) {
+#ifdef HAVE_AMX
+  return amx_problem == NULL;
+#else
+  return 0;
+#endif
+}
+
+int amx_matmul(const float* a, const float* b, int64_t m, int64_t n, int64_t k, float* out, const JobRunner* runner) {
+#ifdef HAVE_AMX
+  if (amx_problem) return 0;
+  if (m == 0 || n == 0) return 1;
+  const unsigned char** rows_a = float_rows(a, m, k);
+  const unsigned char** rows_b = float_rows(b, n, k);
+  const Operand op_a = {rows_a, m, 0, NULL, NULL}, op_b = {rows_b, n, 0, NULL, NULL};
+  int threads = runner->threads < 1 ? 1 : runner->threads > MAX_THREADS / 2 ? MAX_THREADS / 2 : runner->threads;
+  amx_product(&op_a, &op_b, k, 3, out, threads, runner);
+  free(rows_b);
+  free(rows_a);
+  return 1;
+#else
+  (void)a, (void)b, (void)m, (void)n, (void)k, (void)out, (void)runner;
+  return 0;
+#endif
+}
+
 // amxGemm(a, b, m, n, k, out, threads): out[0, m·n) = A·Bᵀ (see the top of this file).
 static napi_value AmxGemm(napi_env env, napi_callback_info info) {
   napi_value argv[7];
@@ -399,7 +431,7 @@ static napi_value AmxGemm(napi_env env, napi_callback_info info) {
   const unsigned char** rows_a = float_rows(a, m, k);
   const unsigned char** rows_b = a == b && m == n ? rows_a : float_rows(b, n, k);
   const Operand op_a = {rows_a, m, 0, NULL, NULL}, op_b = {rows_b, n, 0, NULL, NULL};
-  amx_product(&op_a, rows_b == rows_a ? &op_a : &op_b, k, 3, out, threads < 1 ? 1 : (int)threads);
+  amx_product(&op_a, rows_b == rows_a ? &op_a : &op_b, k, 3, out, threads < 1 ? 1 : (int)threads, NULL);
   if (rows_b != rows_a) free(rows_b);
   free(rows_a);
 #else
@@ -491,7 +523,7 @@ static napi_value AmxShiftedProduct(napi_env env, napi_callback_info info) {
       means_of_rows(&op_a, tokens, vectors[0], (int)threads);
       if (!symmetric) means_of_rows(&op_b, tokens, vectors[1], (int)threads);
     }
-    if (m > 0 && n > 0 && tokens > 0) amx_product(&op_a, symmetric ? &op_a : &op_b, tokens, round16 || (half_a && half_b) ? 2 : 3, out, (int)threads);
+    if (m > 0 && n > 0 && tokens > 0) amx_product(&op_a, symmetric ? &op_a : &op_b, tokens, round16 || (half_a && half_b) ? 2 : 3, out, (int)threads, NULL);
     else memset(out, 0, (size_t)(m * n) * sizeof(float));
     int finite = finish_sums(lanes, m, vectors[2], vectors[3]);
     if (!symmetric) finite &= finish_sums(lanes + m * 16, n, vectors[4], vectors[5]);

@@ -29,6 +29,18 @@ int threads_for(int64_t work, int64_t min_per_thread);
 // Runs fn(job k) for k < count, where job k is at (char*)jobs + k·size: job 0 on the calling thread, the others on
 // threads of their own (a thread that cannot be started runs its job on the calling thread afterwards).
 void run_jobs(void* (*fn)(void*), void* jobs, size_t size, int count);
+// Another way to run jobs in parallel (onnxruntime's pool, for seedscope's operators in ort.c): run(self, fn, jobs,
+// size, count) runs fn on each job, in any order, and returns when all are done; `threads` is how many jobs to
+// split work into per step.
+typedef struct JobRunner {
+  void (*run)(const struct JobRunner* self, void* (*fn)(void*), void* jobs, size_t size, int count);
+  void* context;
+  int threads;
+} JobRunner;
+// out[m×n] = A[m×k]·Bᵀ, B given as [n×k], float32 rows, on the AMX tiles at float32 accuracy (amx.c); 0 where AMX
+// cannot run here (amx_usable says so), 1 when done.
+int amx_usable(void);
+int amx_matmul(const float* a, const float* b, int64_t m, int64_t n, int64_t k, float* out, const JobRunner* runner);
 
 napi_status define_function(napi_env env, napi_value exports, const char* name, napi_callback callback);
 

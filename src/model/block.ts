@@ -16,6 +16,8 @@ export interface BlockContext {
   intervene?: (post: string, layer: number) => string
   /** Attention through seedscope's CausalAttention operators (ModelSession.runsSeedscopeAttention). */
   seedscopeAttention: boolean
+  /** The blocks' weight products through seedscope's AmxMatMul operator (ModelSession.runsAmxMatMul). */
+  amxMatMul: boolean
 }
 
 export interface BlockOutputs {
@@ -33,9 +35,21 @@ export function layerNorm(g: GraphBuilder, x: string, ln: { w: Float32Array; b: 
   })
 }
 
-function linear(g: GraphBuilder, x: string, w: Float32Array, b: Float32Array, dIn: number, dOut: number, name: string): string {
-  const y = g.op('MatMul', [x, g.weight(`${name}.W`, [dIn, dOut], w)])
-  return g.op('Add', [y, g.weight(`${name}.b`, [dOut], b)])
+/** x·W for a weight W [dIn, dOut]; on seedscope's AMX operator the weight is stored transposed, [dOut, dIn]. */
+function matmul(ctx: BlockContext, x: string, w: Float32Array, dIn: number, dOut: number, name: string): string {
+  const { g } = ctx
+  if (!ctx.amxMatMul) return g.op('MatMul', [x, g.weight(`${name}.W`, [dIn, dOut], w)])
+  return g.op('AmxMatMul', [x, g.weight(`${name}.Wt`, [dOut, dIn], transposed(w, dIn, dOut))], {}, SEEDSCOPE_DOMAIN)
+}
+
+function transposed(w: Float32Array, rows: number, cols: number): Float32Array {
+  const t = new Float32Array(w.length)
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) t[c * rows + r] = w[r * cols + c]
+  return t
+}
+
+function linear(ctx: BlockContext, x: string, w: Float32Array, b: Float32Array, dIn: number, dOut: number, name: string): string {
+  return ctx.g.op('Add', [matmul(ctx, x, w, dIn, dOut, name), ctx.g.weight(`${name}.b`, [dOut], b)])
 }
 
 /**
@@ -59,18 +73,18 @@ export function transformerBlock(
   let mlpPre: string | undefined
   let activated: string
   if (options.hookPre) {
-    mlpPre = linear(g, ln2, w.W_in, w.b_in, shape.dModel, shape.dMlp, `${name}.mlp.in`)
+    mlpPre = linear(ctx, ln2, w.W_in, w.b_in, shape.dModel, shape.dMlp, `${name}.mlp.in`)
     activated = g.op('Gelu', [mlpPre], { approximate: str(traits.gelu === 'tanh' ? 'tanh' : 'none') })
   } else {
     // The bias added inside the activation (onnxruntime's contrib kernels): one pass over [batch, pos, d_mlp]
     // fewer. onnxruntime fuses Add + Gelu this way by itself, but not in a graph holding a seedscope operator.
-    const product = g.op('MatMul', [ln2, g.weight(`${name}.mlp.in.W`, [shape.dModel, shape.dMlp], w.W_in)])
+    const product = matmul(ctx, ln2, w.W_in, shape.dModel, shape.dMlp, `${name}.mlp.in`)
     const bias = g.weight(`${name}.mlp.in.b`, [shape.dMlp], w.b_in)
     activated = g.op(traits.gelu === 'tanh' ? 'FastGelu' : 'BiasGelu', [product, bias], {}, 'com.microsoft')
   }
   const mlpPost = ctx.intervene ? ctx.intervene(activated, layer) : activated
   if (options.stopAtPost) return { resid: undefined, mlpPre, mlpPost, attnToBos: attention.toBos }
-  const mlpOut = linear(g, mlpPost, w.W_out, w.b_out, shape.dMlp, shape.dModel, `${name}.mlp.out`)
+  const mlpOut = linear(ctx, mlpPost, w.W_out, w.b_out, shape.dMlp, shape.dModel, `${name}.mlp.out`)
   return { resid: g.op('Add', [afterAttn, mlpOut]), mlpPre, mlpPost, attnToBos: attention.toBos }
 }
 
@@ -82,12 +96,12 @@ function attentionBlock(ctx: BlockContext, x: string, w: LayerWeights, layer: nu
   if (!wantBos && ctx.seedscopeAttention && !ctx.rotary) {
     // seedscope's causal kernel (native/kernels/attention.c) on the projection as it comes, [batch, pos, 3·d_model]:
     // it adds the bias and reads Q, K and V in place, and meets only the keys each query sees.
-    const qkv = g.op('MatMul', [x, g.weight(`${name}.qkv.W`, [dModel, 3 * dModel], w.W_qkv)])
+    const qkv = matmul(ctx, x, w.W_qkv, dModel, 3 * dModel, `${name}.qkv`)
     const attrs = { num_heads: int(nHeads), scale: float(scale) }
     const merged = g.op('CausalAttentionQKV', [qkv, g.weight(`${name}.qkv.b`, [3 * dModel], w.b_qkv)], attrs, SEEDSCOPE_DOMAIN)
-    return { out: linear(g, merged, w.W_O, w.b_O, dModel, dModel, `${name}.out`), toBos: undefined }
+    return { out: linear(ctx, merged, w.W_O, w.b_O, dModel, dModel, `${name}.out`), toBos: undefined }
   }
-  const qkv = linear(g, x, w.W_qkv, w.b_qkv, dModel, 3 * dModel, `${name}.qkv`) // [batch, pos, 3·d_model]
+  const qkv = linear(ctx, x, w.W_qkv, w.b_qkv, dModel, 3 * dModel, `${name}.qkv`) // [batch, pos, 3·d_model]
   const split = g.op('Reshape', [qkv, g.int64([0, 0, 3, nHeads, dHead])]) // [batch, pos, 3, n_heads, d_head]
   const pick = (i: number) => g.op('Gather', [split, g.int64([i], [])], { axis: int(2) }) // [batch, pos, n_heads, d_head]
   const q = applyRotary(ctx, pick(0))
@@ -116,7 +130,7 @@ function attentionBlock(ctx: BlockContext, x: string, w: LayerWeights, layer: nu
     const z = g.op('MatMul', [pattern, vh]) // [batch, n_heads, pos, d_head]
     merged = g.op('Reshape', [g.op('Transpose', [z], { perm: ints([0, 2, 1, 3]) }), g.int64([0, 0, dModel])])
   }
-  return { out: linear(g, merged, w.W_O, w.b_O, dModel, dModel, `${name}.out`), toBos }
+  return { out: linear(ctx, merged, w.W_O, w.b_O, dModel, dModel, `${name}.out`), toBos }
 }
 
 // NeoX rotary, rotate-half style, on the first rotary_dims of each head; the rest pass through unchanged.

@@ -109,12 +109,12 @@ describe.skipIf(!native)('causal attention kernel', () => {
   })
 })
 
-describe.skipIf(!native)('a model with CausalAttention', () => {
+describe.skipIf(!native)('a model with seedscope’s operators (CausalAttention, and AmxMatMul where AMX runs)', () => {
   afterEach(() => {
-    delete process.env.SEEDSCOPE_ATTENTION
+    delete process.env.SEEDSCOPE_OPERATORS
   })
 
-  it('gives the hook_post of the same model with ONNX Attention, within 1e-5, over 100 positions', async () => {
+  it('gives the hook_post of the same model on onnxruntime’s operators, within 1e-5, over 100 positions', async () => {
     const shape = { ...TINY, nHeads: 2 } // heads of 16 values: the vectorized kernel's (d_head 8 keeps ONNX Attention)
     const dir = writeTinyGpt2(join(mkdtempSync(join(tmpdir(), 'attention-')), 'gpt2'), 5, shape)
     expect(ModelSession.runsSeedscopeAttention({}, 16)).toBe(nativeExports<{ causalAttentionVectorized(d: number): boolean }>()!.causalAttentionVectorized(16))
@@ -122,7 +122,7 @@ describe.skipIf(!native)('a model with CausalAttention', () => {
     const positions = 100
     const tokens = { data: BigInt64Array.from({ length: 2 * positions }, (_, i) => BigInt((i * 37) % 4096)), batch: 2, positions }
     const run = async (attention: 'seedscope' | 'onnx') => {
-      process.env.SEEDSCOPE_ATTENTION = attention
+      process.env.SEEDSCOPE_OPERATORS = attention
       const model = await loadInstrumentedModel(dir, { mlpPost: true }, { threads: 2 })
       try {
         return await model.run(tokens, [], hookBuffers(model, tokens.batch, positions))

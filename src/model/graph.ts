@@ -15,13 +15,16 @@ export interface BuiltGraph {
   inputs: string[]
 }
 
-/** `seedscopeAttention`: use seedscope's causal attention operators (ModelSession.runsSeedscopeAttention). */
+/**
+ * `seedscopeAttention`: use seedscope's causal attention operators (ModelSession.runsSeedscopeAttention);
+ * `amxMatMul`: its AMX weight products (ModelSession.runsAmxMatMul).
+ */
 export function buildGraph(
   weights: ModelWeights,
   shape: ModelShape,
   traits: ArchitectureTraits,
   request: OutputRequest,
-  options: { seedscopeAttention: boolean } = { seedscopeAttention: false },
+  options: { seedscopeAttention: boolean; amxMatMul: boolean } = { seedscopeAttention: false, amxMatMul: false },
 ): BuiltGraph {
   const g = new GraphBuilder()
   const ids = g.input('input_ids', DataType.INT64, ['batch', 'pos']) // [batch, pos]
@@ -39,6 +42,7 @@ export function buildGraph(
     traits,
     causalMask: g.op('Slice', [mask, g.int64([0, 0]), square, g.int64([0, 1])]), // [pos, pos]
     seedscopeAttention: options.seedscopeAttention,
+    amxMatMul: options.amxMatMul,
   }
   if (traits.positions !== 'learned' && traits.positions.rotaryDims > 0) {
     const { cos, sin } = rotaryTables(shape.nCtx, traits.positions.rotaryDims, traits.positions.rotaryBase)

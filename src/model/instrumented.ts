@@ -44,9 +44,12 @@ export function loadWeights(dir: string): { config: ModelConfig; weights: ModelW
 
 export async function loadInstrumentedModel(dir: string, request: OutputRequest, options: SessionOptions = {}): Promise<InstrumentedModel> {
   const { config, weights } = loadWeights(dir)
-  // SEEDSCOPE_ATTENTION=onnx keeps ONNX Attention even where seedscope's own kernel could run (for comparisons).
-  const seedscopeAttention = ModelSession.runsSeedscopeAttention(options, config.shape.dHead) && process.env.SEEDSCOPE_ATTENTION !== 'onnx'
-  const graph = buildGraph(weights, config.shape, config.traits, request, { seedscopeAttention })
+  // SEEDSCOPE_OPERATORS=onnx keeps to onnxruntime's own operators even where seedscope's could run (comparisons).
+  const own = process.env.SEEDSCOPE_OPERATORS !== 'onnx'
+  const graph = buildGraph(weights, config.shape, config.traits, request, {
+    seedscopeAttention: own && ModelSession.runsSeedscopeAttention(options, config.shape.dHead),
+    amxMatMul: own && ModelSession.runsAmxMatMul(options),
+  })
   const session = await ModelSession.create(concatEncoded(graph.model), options)
   const { shape } = config
   return {

@@ -22,7 +22,7 @@ const copied = (outputs: Record<string, OutputTensor>) =>
 
 async function runWith(binding: 'direct' | 'onnxruntime-node', reuse: boolean) {
   process.env.SEEDSCOPE_ORT = binding === 'onnxruntime-node' ? 'onnxruntime-node' : ''
-  process.env.SEEDSCOPE_ATTENTION = 'onnx' // the same graph on both bindings (onnxruntime-node lacks CausalAttention)
+  process.env.SEEDSCOPE_OPERATORS = 'onnx' // the same graph on both bindings (onnxruntime-node lacks CausalAttention)
   const model = await loadInstrumentedModel(dir, INSPECT_OUTPUTS, { threads: 1 })
   try {
     const into = reuse ? hookBuffers(model, tokens.batch, tokens.positions) : undefined
@@ -37,7 +37,7 @@ async function runWith(binding: 'direct' | 'onnxruntime-node', reuse: boolean) {
 
 afterEach(() => {
   delete process.env.SEEDSCOPE_ORT
-  delete process.env.SEEDSCOPE_ATTENTION
+  delete process.env.SEEDSCOPE_OPERATORS
 })
 
 describe('ModelSession bindings', () => {

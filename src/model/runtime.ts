@@ -91,6 +91,14 @@ export class ModelSession {
     return directBindingFor(options)?.causalAttentionVectorized(dHead) ?? false
   }
 
+  /**
+   * Whether a graph for such a session should multiply by its weights with seedscope's AmxMatMul operator (AMX tiles
+   * at float32 accuracy, native/kernels/amx.c): the direct binding's sessions, on a CPU and kernel that run AMX.
+   */
+  static runsAmxMatMul(options: SessionOptions): boolean {
+    return directBindingFor(options)?.amxProblem() === null
+  }
+
   get outputNames(): readonly string[] {
     return this.engine.outputNames
   }
@@ -150,6 +158,7 @@ interface DirectBinding {
   ortRun(session: unknown, inputs: { name: string; data: Float32Array | BigInt64Array; dims: number[] }[], outputs: { name: string; data?: Float32Array; dims?: number[] }[]): (OutputTensor | null)[]
   ortRelease(session: unknown): void
   causalAttentionVectorized(dHead: number): boolean // native/kernels/attention.c
+  amxProblem(): string | null // native/kernels/amx.c: why AMX cannot run here, or null
 }
 
 let binding: DirectBinding | null | undefined
