@@ -42,9 +42,17 @@ function matmul(ctx: BlockContext, x: string, w: Float32Array, dIn: number, dOut
   return g.op('AmxMatMul', [x, g.weight(`${name}.Wt`, [dOut, dIn], transposed(w, dIn, dOut))], {}, SEEDSCOPE_DOMAIN)
 }
 
+// In 64 × 64 tiles: element by element, the strided writes made a GPT-2-small model load 0.4 s slower.
 function transposed(w: Float32Array, rows: number, cols: number): Float32Array {
   const t = new Float32Array(w.length)
-  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) t[c * rows + r] = w[r * cols + c]
+  const TILE = 64
+  for (let r0 = 0; r0 < rows; r0 += TILE) {
+    for (let c0 = 0; c0 < cols; c0 += TILE) {
+      const r1 = Math.min(rows, r0 + TILE)
+      const c1 = Math.min(cols, c0 + TILE)
+      for (let r = r0; r < r1; r++) for (let c = c0; c < c1; c++) t[c * rows + r] = w[r * cols + c]
+    }
+  }
   return t
 }
 
