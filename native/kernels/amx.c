@@ -1,5 +1,6 @@
 // The correlation GEMM on Intel AMX (src/model/gemm.ts's `amx` backend): out[m×n] = A[m×k]·B[n×k]ᵀ, float32 in
 // and out, on the bf16 tile units of Sapphire Rapids and later, which multiply ~16× faster than float32 FMA here.
+// The same product serves the forward pass's weight products (amx_matmul, the AmxMatMul operator of ort.c).
 //
 // Float32 accuracy from bf16 tiles: each operand value x is split into three bf16 parts, x = h + m + l, each the
 // nearest bf16 to what the earlier parts leave. The split is exact: h keeps x's top 8 significant bits, m the

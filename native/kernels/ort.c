@@ -9,8 +9,9 @@
 // are declared below by their index in the OrtApi table of function pointers, which onnxruntime only ever
 // extends at its end, so an index holds for every later version (these are all present by API version 17).
 //
-// Every session also knows one custom operator, seedscope.CausalAttention (attention.c), which the extraction graph
-// uses in place of ONNX Attention when it runs here (src/model/graph.ts).
+// Every session also knows seedscope's operators (domain `seedscope`): CausalAttention and CausalAttentionQKV
+// (attention.c) and AmxMatMul (amx.c), which src/model/graph.ts uses in place of ONNX Attention and MatMul where
+// they run here.
 #include "kernels.h"
 
 #include <dlfcn.h>
@@ -291,7 +292,6 @@ static OrtStatus* create_matmul(const void* op, const void* api, const OrtKernel
 static void destroy_nothing(void* kernel) { (void)kernel; }
 
 typedef struct {
-  OrtKernelContext* context;
   void* (*fn)(void*);
   char* jobs;
   size_t size;
@@ -303,7 +303,7 @@ static void pool_job(void* data, size_t i) {
 }
 
 static void run_on_pool(const JobRunner* self, void* (*fn)(void*), void* jobs, size_t size, int count) {
-  PoolJobs p = {self->context, fn, jobs, size};
+  PoolJobs p = {fn, jobs, size};
   OrtStatus* status = ort.KernelContext_ParallelFor(self->context, pool_job, (size_t)count, 0, &p);
   if (status) {  // no pool to hand the jobs to: run them here
     ort.ReleaseStatus(status);
