@@ -54,9 +54,9 @@ export function buildGraph(
 
   const wantsFinal = Boolean(request.logits || request.loss || request.entropy || request.lnFinalScale)
   const act = ['batch', 'pos', shape.dMlp]
+  const hookPre = Boolean(request.mlpPre)
   for (let layer = 0; layer < shape.nLayers; layer++) {
     const stopAtPost = !wantsFinal && layer === shape.nLayers - 1
-    const hookPre = Boolean(request.mlpPre)
     const out = transformerBlock(ctx, x, weights.layers[layer], layer, { attnToBos: Boolean(request.attnToBos), stopAtPost, hookPre })
     if (out.mlpPre) g.output(site.mlpPre(layer), out.mlpPre, DataType.FLOAT, act)
     if (request.mlpPost) g.output(site.mlpPost(layer), out.mlpPost, DataType.FLOAT, act)
