@@ -224,22 +224,23 @@ static void attention_item(void* data, size_t item) {
 
 static OrtStatus* invalid(const char* message) { return ort.CreateStatus(ORT_INVALID_ARGUMENT, message); }
 
-// Input `index`: its float32 data and dims (rank `rank`); else an error status naming it.
-static OrtStatus* float_input(OrtKernelContext* context, size_t index, size_t rank, int64_t* dims, const float** data) {
+// Input `index` of operator `op`: its float32 data, rank (from min_rank to max_rank ≤ 8) and dims; else an error
+// status naming it.
+static OrtStatus* float_input(OrtKernelContext* context, const char* op, size_t index, size_t min_rank, size_t max_rank, size_t* rank,
+                              int64_t dims[8], const float** data) {
   const OrtValue* value = NULL;
   OrtShape* shape = NULL;
-  size_t actual_rank = 0;
   int element = 0;
   OrtStatus* status = ort.KernelContext_GetInput(context, index, &value);
   if (!status) status = ort.GetTensorTypeAndShape(value, &shape);
   if (!status) status = ort.GetTensorElementType(shape, &element);
-  if (!status) status = ort.GetDimensionsCount(shape, &actual_rank);
-  if (!status && (actual_rank != rank || element != ELEMENT_FLOAT)) {
+  if (!status) status = ort.GetDimensionsCount(shape, rank);
+  if (!status && (*rank < min_rank || *rank > max_rank || element != ELEMENT_FLOAT)) {
     char message[128];
-    snprintf(message, sizeof message, "CausalAttention: input %zu must be float32 of rank %zu", index, rank);
+    snprintf(message, sizeof message, "%s: input %zu must be float32 of rank %zu to %zu", op, index, min_rank, max_rank);
     status = invalid(message);
   }
-  if (!status) status = ort.GetDimensions(shape, dims, rank);
+  if (!status) status = ort.GetDimensions(shape, dims, *rank);
   if (!status) status = ort.GetTensorMutableData((OrtValue*)value, (void**)data);
   ort.ReleaseShape(shape);
   return status;
@@ -247,21 +248,23 @@ static OrtStatus* float_input(OrtKernelContext* context, size_t index, size_t ra
 
 static OrtStatus* compute_attention(void* kernel, OrtKernelContext* context) {
   const AttentionKernel* a = kernel;
-  int64_t dims[3], other[3];
+  const char* op = attention_name(a->packed ? &packed_attention_op : &attention_op);
+  int64_t dims[8], other[8];
+  size_t rank;
   AttentionRun run = {.failed = false};
-  OrtStatus* status = float_input(context, 0, 3, dims, &run.q);
+  OrtStatus* status = float_input(context, op, 0, 3, 3, &rank, dims, &run.q);
   if (status) return status;
   int64_t hidden = a->packed ? dims[2] / 3 : dims[2];
   if (a->packed) {
     const float* bias;
-    if ((status = float_input(context, 1, 1, other, &bias))) return status;
+    if ((status = float_input(context, op, 1, 1, 1, &rank, other, &bias))) return status;
     if (dims[2] % 3 != 0 || other[0] != dims[2]) return invalid("CausalAttentionQKV: qkv must be [batch, positions, 3 · hidden], bias [3 · hidden]");
     run.k = run.q + hidden, run.v = run.q + 2 * hidden, run.shape.bias = bias;
   } else {
-    if ((status = float_input(context, 1, 3, other, &run.k))) return status;
-    if (memcmp(other, dims, sizeof dims) != 0) return invalid("CausalAttention: q, k and v differ in shape");
-    if ((status = float_input(context, 2, 3, other, &run.v))) return status;
-    if (memcmp(other, dims, sizeof dims) != 0) return invalid("CausalAttention: q, k and v differ in shape");
+    if ((status = float_input(context, op, 1, 3, 3, &rank, other, &run.k))) return status;
+    if (memcmp(other, dims, 3 * sizeof dims[0]) != 0) return invalid("CausalAttention: q, k and v differ in shape");
+    if ((status = float_input(context, op, 2, 3, 3, &rank, other, &run.v))) return status;
+    if (memcmp(other, dims, 3 * sizeof dims[0]) != 0) return invalid("CausalAttention: q, k and v differ in shape");
     run.shape.bias = NULL;
   }
   if (hidden % a->heads != 0) return invalid("CausalAttention: hidden is not a multiple of num_heads");
@@ -313,27 +316,13 @@ static void run_on_pool(const JobRunner* self, void* (*fn)(void*), void* jobs, s
 
 static OrtStatus* compute_matmul(void* kernel, OrtKernelContext* context) {
   (void)kernel;
-  const OrtValue *x = NULL, *wt = NULL;
-  OrtShape *x_shape = NULL, *w_shape = NULL;
-  size_t rank = 0, w_rank = 0;
-  int64_t dims[8], w_dims[2];
-  const float *x_data = NULL, *w_data = NULL;
+  size_t rank, w_rank;
+  int64_t dims[8], w_dims[8];
+  const float *x_data, *w_data;
   float* out = NULL;
-  OrtStatus* status = ort.KernelContext_GetInput(context, 0, &x);
-  if (!status) status = ort.KernelContext_GetInput(context, 1, &wt);
-  if (!status) status = ort.GetTensorTypeAndShape(x, &x_shape);
-  if (!status) status = ort.GetDimensionsCount(x_shape, &rank);
-  if (!status && (rank < 2 || rank > 8)) status = invalid("AmxMatMul: x must have rank 2 to 8");
-  if (!status) status = ort.GetDimensions(x_shape, dims, rank);
-  if (!status) status = ort.GetTensorTypeAndShape(wt, &w_shape);
-  if (!status) status = ort.GetDimensionsCount(w_shape, &w_rank);
-  if (!status && w_rank != 2) status = invalid("AmxMatMul: wt must be [n, k]");
-  if (!status) status = ort.GetDimensions(w_shape, w_dims, 2);
+  OrtStatus* status = float_input(context, "AmxMatMul", 0, 2, 8, &rank, dims, &x_data);
+  if (!status) status = float_input(context, "AmxMatMul", 1, 2, 2, &w_rank, w_dims, &w_data);
   if (!status && w_dims[1] != dims[rank - 1]) status = invalid("AmxMatMul: x's last dimension is not wt's second");
-  if (!status) status = ort.GetTensorMutableData((OrtValue*)x, (void**)&x_data);
-  if (!status) status = ort.GetTensorMutableData((OrtValue*)wt, (void**)&w_data);
-  ort.ReleaseShape(x_shape);
-  ort.ReleaseShape(w_shape);
   if (status) return status;
   int64_t k = dims[rank - 1], n = w_dims[0], m = 1;
   for (size_t d = 0; d + 1 < rank; d++) m *= dims[d];

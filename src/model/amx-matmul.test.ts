@@ -3,14 +3,12 @@
 import { describe, expect, it } from 'vitest'
 import { GraphBuilder, SEEDSCOPE_DOMAIN } from './graph-builder.js'
 import { concatEncoded, DataType } from './onnx-proto.js'
+import { seededRandom } from '../stats/rotation.js'
 import { ModelSession } from './runtime.js'
 
 function seeded(n: number, seed: number): Float32Array {
-  let state = seed
-  return Float32Array.from({ length: n }, () => {
-    state = (state * 1103515245 + 12345) % 2 ** 31
-    return state / 2 ** 31 - 0.5
-  })
+  const random = seededRandom(seed, 0)
+  return Float32Array.from({ length: n }, () => random() - 0.5)
 }
 
 describe.skipIf(!ModelSession.runsAmxMatMul({}))('AmxMatMul', () => {

@@ -6,6 +6,7 @@ import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import { TINY, writeTinyGpt2 } from '../../test/helpers/tiny-models.js'
 import { nativeExports } from '../stats/kernels.js'
+import { seededRandom } from '../stats/rotation.js'
 import { hookBuffers, loadInstrumentedModel } from './instrumented.js'
 import { ModelSession } from './runtime.js'
 import { site } from './sites.js'
@@ -45,11 +46,8 @@ function expectClose(actual: Float32Array, expected: Float64Array, what: string)
 }
 
 function seeded(n: number, seed: number, spread: number): Float32Array {
-  let state = seed
-  return Float32Array.from({ length: n }, () => {
-    state = (state * 1103515245 + 12345) % 2 ** 31
-    return (state / 2 ** 31 - 0.5) * 2 * spread
-  })
+  const random = seededRandom(seed, 0)
+  return Float32Array.from({ length: n }, () => (random() - 0.5) * 2 * spread)
 }
 
 describe.skipIf(!native)('causal attention kernel', () => {

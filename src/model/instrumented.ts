@@ -31,8 +31,12 @@ export interface InstrumentedModel {
 
 /** Buffers for the model's MLP hook outputs ([batch, pos, d_mlp] each) on a batch of this size, for run()'s `into`. */
 export function hookBuffers(model: Pick<InstrumentedModel, 'config' | 'outputs'>, batch: number, positions: number): Record<string, OutputTensor> {
-  const { dMlp } = model.config.shape
-  return Object.fromEntries(model.outputs.filter(isMlpHook).map((name) => [name, { dims: [batch, positions, dMlp], data: new Float32Array(batch * positions * dMlp) }]))
+  return hookBufferSet(model.outputs.filter(isMlpHook), [batch, positions, model.config.shape.dMlp])
+}
+
+/** A buffer of `dims` [batch, pos, d_mlp] for each named MLP hook output. */
+export function hookBufferSet(names: readonly string[], dims: readonly number[]): Record<string, OutputTensor> {
+  return Object.fromEntries(names.map((name) => [name, { dims: [...dims], data: new Float32Array(dims[0] * dims[1] * dims[2]) }]))
 }
 
 /** Read config.json and the checkpoint in `dir` into canonical weights. */

@@ -7,8 +7,8 @@ import { resolve } from 'node:path'
 import { UserError } from '../errors.js'
 import { fileURLToPath } from 'node:url'
 import { Worker } from 'node:worker_threads'
-import { type InstrumentedModel, loadInstrumentedModel, type TokenBatch } from './instrumented.js'
-import { type ModelConfig, readModelConfig } from './hf-config.js'
+import { hookBufferSet, type InstrumentedModel, loadInstrumentedModel, type TokenBatch } from './instrumented.js'
+import type { ModelConfig, ModelShape } from './hf-config.js'
 import type { OutputTensor, SessionOptions } from './runtime.js'
 import { isMlpHook, mlpHookNames, type OutputRequest } from './sites.js'
 import type { WorkerReply, WorkerRequest } from './model-worker-thread.js'
@@ -122,21 +122,22 @@ function keepHookSet(set: HookSet): void {
 }
 
 /**
- * Allocate the hook buffers the first runs of `dir` will need, and touch every page now. The stage calls this
- * while its first model loads in a worker, so the kernel's zeroing of the fresh memory runs on the core the load
- * leaves idle rather than beside the forward passes. Only the first call does anything until the last runner
+ * Allocate the hook buffers the first runs of a model of `shape` will need, and touch every page now. The stage
+ * calls this while its first model loads in a worker, so the kernel's zeroing of the fresh memory runs on the core
+ * the load leaves idle rather than beside the forward passes. Only the first call does anything until the last runner
  * closes: after it the buffers circulate (some in flight, not waiting here).
  */
-export function prepareHookBuffers(dir: string, request: OutputRequest, batch: number, positions: number): void {
+export function prepareHookBuffers(shape: Pick<ModelShape, 'nLayers' | 'dMlp'>, request: OutputRequest, batch: number, positions: number): void {
   if (hookSetsPrepared) return
   hookSetsPrepared = true
-  const { shape } = readModelConfig(dir)
   const names = mlpHookNames(request, shape.nLayers)
   const dims = [batch, positions, shape.dMlp]
   const fitting = spareHookSets.filter((set) => fitsHookSet(set, names, dims))
   spareHookSets.splice(0, spareHookSets.length, ...fitting) // sets of another shape would not serve these runs
   for (let n = fitting.length; n < IN_FLIGHT && names.length > 0; n++) {
-    spareHookSets.push(Object.fromEntries(names.map((name) => [name, { dims, data: new Float32Array(batch * positions * shape.dMlp).fill(0) }])))
+    const set = hookBufferSet(names, dims)
+    for (const tensor of Object.values(set)) tensor.data.fill(0) // touch every page now
+    spareHookSets.push(set)
   }
 }
 

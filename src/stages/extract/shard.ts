@@ -69,7 +69,7 @@ export async function forwardShard(
   const { shape } = readModelConfig(unit.checkpoint)
   const capacity = shape.nLayers * shape.dMlp * rows.length * positions
   const storage = spareBuffers.take(capacity) ?? new Float32Array(capacity).fill(0)
-  prepareHookBuffers(unit.checkpoint, EXTRACTION_REQUEST, Math.min(options.batchRows, rows.length), positions)
+  prepareHookBuffers(shape, EXTRACTION_REQUEST, Math.min(options.batchRows, rows.length), positions)
   return forwardSlot(ctx.execution.concurrency, async () => {
     const model = await borrowModelRunner(unit.checkpoint, EXTRACTION_REQUEST, session)
     try {
