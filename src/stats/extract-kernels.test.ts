@@ -8,7 +8,8 @@ import { seededRandom } from './rotation.js'
 import type { TopHeaps } from './top-heap.js'
 
 const native = loadNativeKernels()
-const backends: Kernels[] = native ? [jsKernels, native] : [jsKernels]
+const portable = loadNativeKernels({ portable: true }) // the C loops without AVX-512, which other CPUs run
+const backends: [string, Kernels][] = native && portable ? [['js', jsKernels], ['native', native], ['native portable', portable]] : [['js', jsKernels]]
 
 /** x rounded to float32, and its two float32 neighbours (by bit pattern: one each side). */
 function float32Steps(x: number): number[] {
@@ -46,45 +47,55 @@ function bytesOf(arrays: Record<string, ArrayBufferView>): Buffer {
   return Buffer.concat(Object.keys(arrays).sort().map((key) => Buffer.from(arrays[key].buffer, arrays[key].byteOffset, arrays[key].byteLength)))
 }
 
-describe.each(backends.map((k) => [k.name, k] as const))('%s kernels: extract', (_name, k) => {
+describe.each(backends)('%s kernels: extract', (_name, k) => {
   const tokens = 301, width = 37 // neither a multiple of the vector width
   const chunk = hardChunk(tokens, width, 1)
   const valid = validMask(tokens, 2)
 
-  it('momentSums adds counts, Σx in token order, positives and searchsorted bins (brute force)', () => {
+  it('chunkMoments: counts, means and power sums around them in token order, positives and searchsorted bins (brute force)', () => {
     for (const mask of [valid, undefined]) {
-      const count = filled(width, 1), sum = filled(width, 0.5), positive = filled(width, 2), nonFinite = filled(width, 3)
-      const histogram = filled(width * HISTOGRAM_BINS, 1)
-      k.momentSums(chunk, tokens, width, mask, count, sum, positive, nonFinite, histogram)
+      // The chunk's own sums start dirty (they are written); the running totals start at 1, 2, 3 (added into).
+      const own = () => filled(width, 7)
+      const count = own(), mean = own(), s1 = own(), s2 = own(), s3 = own(), s4 = own()
+      const positive = filled(width, 2), nonFinite = filled(width, 3), histogram = filled(width * HISTOGRAM_BINS, 1)
+      k.chunkMoments(chunk, tokens, width, mask, count, mean, s1, s2, s3, s4, positive, nonFinite, histogram)
       for (let j = 0; j < width; j++) {
         const values = finiteValues(chunk, tokens, width, j, mask)
         let all = 0
         for (let t = 0; t < tokens; t++) all += !mask || mask[t] ? 1 : 0
-        expect(count[j]).toBe(1 + values.length)
-        expect(sum[j]).toBe(values.reduce((s, x) => s + x, 0.5))
+        expect(count[j]).toBe(values.length)
+        const mu = values.reduce((sum, x) => sum + x, 0) / values.length
+        expect(mean[j]).toBe(mu)
+        const expected = [0, 0, 0, 0]
+        for (const x of values) {
+          const d = x - mu
+          expected[0] += d
+          expected[1] += d * d
+          expected[2] += d * d * d
+          expected[3] += d * d * (d * d)
+        }
+        expect([s1[j], s2[j], s3[j], s4[j]]).toEqual(expected)
         expect(positive[j]).toBe(2 + values.filter((x) => x > 0).length)
         expect(nonFinite[j]).toBe(3 + all - values.length)
-        const expected = filled(HISTOGRAM_BINS, 1)
-        for (const x of values) expected[HISTOGRAM_EDGES.filter((edge) => edge < x).length]++
-        expect(histogram.subarray(j * HISTOGRAM_BINS, (j + 1) * HISTOGRAM_BINS)).toEqual(expected)
+        const bins = filled(HISTOGRAM_BINS, 1)
+        for (const x of values) bins[HISTOGRAM_EDGES.filter((edge) => edge < x).length]++
+        expect(histogram.subarray(j * HISTOGRAM_BINS, (j + 1) * HISTOGRAM_BINS)).toEqual(bins)
       }
     }
   })
 
-  it('powerSums adds Σd, Σd², Σd³, Σd⁴ around the given means in token order (brute force)', () => {
-    const mean = Float64Array.from({ length: width }, (_, j) => j / 7 - 2)
-    const s = [filled(width, 0), filled(width, 0), filled(width, 0), filled(width, 1)]
-    k.powerSums(chunk, tokens, width, valid, mean, s[0], s[1], s[2], s[3])
-    for (let j = 0; j < width; j++) {
-      const expected = [0, 0, 0, 1]
-      for (const x of finiteValues(chunk, tokens, width, j, valid)) {
-        const d = x - mean[j]
-        expected[0] += d
-        expected[1] += d * d
-        expected[2] += d * d * d
-        expected[3] += d * d * (d * d)
-      }
-      expect(s.map((sums) => sums[j])).toEqual(expected)
+  it('chunkMoments gives a neuron without finite values count 0 and mean 0, and counts 65,536 tokens and more', () => {
+    const width2 = 19, tokens2 = 70_000 // past the 16-bit counts the vector path keeps per block
+    const values = Float32Array.from({ length: tokens2 * width2 }, (_, i) => (i % width2 === 4 ? NaN : (i % 7) - 3.5))
+    const own = () => filled(width2, 7)
+    const count = own(), mean = own(), s = [own(), own(), own(), own()]
+    const positive = filled(width2, 0), nonFinite = filled(width2, 0), histogram = filled(width2 * HISTOGRAM_BINS, 0)
+    k.chunkMoments(values, tokens2, width2, undefined, count, mean, s[0], s[1], s[2], s[3], positive, nonFinite, histogram)
+    expect([count[4], mean[4], s[1][4], nonFinite[4], positive[4]]).toEqual([0, 0, 0, tokens2, 0])
+    expect(histogram.subarray(4 * HISTOGRAM_BINS, 5 * HISTOGRAM_BINS).every((c) => c === 0)).toBe(true)
+    for (const j of [0, 5, 18]) {
+      expect(count[j]).toBe(tokens2)
+      expect(histogram.subarray(j * HISTOGRAM_BINS, (j + 1) * HISTOGRAM_BINS).reduce((a, b) => a + b)).toBe(tokens2)
     }
   })
 
@@ -130,15 +141,18 @@ describe.each(backends.map((k) => [k.name, k] as const))('%s kernels: extract', 
 
   it('refuses arrays too short for the chunk', () => {
     const short = new Float64Array(width - 1), ok = () => new Float64Array(width)
-    expect(() => k.momentSums(chunk, tokens, width, valid, ok(), ok(), ok(), ok(), new Float64Array(width * HISTOGRAM_BINS - 1))).toThrow(RangeError)
-    expect(() => k.powerSums(chunk, tokens, width, valid, ok(), ok(), short, ok(), ok())).toThrow(RangeError)
-    expect(() => k.powerSums(chunk, tokens + 1, width, undefined, ok(), ok(), ok(), ok(), ok())).toThrow(RangeError)
-    expect(() => k.momentSums(chunk, tokens, width, valid.subarray(1), ok(), ok(), ok(), ok(), new Float64Array(width * HISTOGRAM_BINS))).toThrow(RangeError)
+    const moments = (histogram: Float64Array, s3 = ok(), t = tokens, mask: Uint8Array | undefined = valid) =>
+      () => k.chunkMoments(chunk, t, width, mask, ok(), ok(), ok(), ok(), s3, ok(), ok(), ok(), histogram)
+    const bins = () => new Float64Array(width * HISTOGRAM_BINS)
+    expect(moments(new Float64Array(width * HISTOGRAM_BINS - 1))).toThrow(RangeError)
+    expect(moments(bins(), short)).toThrow(RangeError)
+    expect(moments(bins(), ok(), tokens + 1, undefined)).toThrow(RangeError)
+    expect(moments(bins(), ok(), tokens, valid.subarray(1))).toThrow(RangeError)
     expect(() => k.scatterNeuronMajor(chunk, tokens, width, undefined, new Float32Array(width * tokens), tokens, 1)).toThrow(RangeError)
   })
 })
 
-describe.each(backends.map((k) => [k.name, k] as const))('%s kernels: float16 encoding', (_name, k) => {
+describe.each(backends)('%s kernels: float16 encoding', (_name, k) => {
   const HALVES = decodeF16(Uint16Array.from({ length: 0x7c00 }, (_, h) => h)) // every finite non-negative half, in order
 
   /** The binary16 bits nearest to x by brute force over every half; ties go to the even bit pattern. */
@@ -187,16 +201,20 @@ describe.runIf(native)('native and JavaScript extract kernels agree bit for bit'
   const hard = hardChunk(tokens, width, 6)
   const valid = validMask(tokens, 7)
 
-  it('momentSums and powerSums', () => {
+  it('chunkMoments, on AVX-512 and without', () => {
     const out = (k: Kernels) => {
-      const o = { count: filled(width, 0), sum: filled(width, 0), positive: filled(width, 0), nonFinite: filled(width, 0), histogram: filled(width * HISTOGRAM_BINS, 0) }
-      for (const c of [chunk, hard]) k.momentSums(c, tokens, width, valid, o.count, o.sum, o.positive, o.nonFinite, o.histogram)
-      const mean = o.sum.map((s, j) => s / o.count[j])
-      const s = [filled(width, 0), filled(width, 0), filled(width, 0), filled(width, 0)]
-      for (const c of [chunk, hard]) k.powerSums(c, tokens, width, valid, mean, s[0], s[1], s[2], s[3])
-      return bytesOf({ ...o, s1: s[0], s2: s[1], s3: s[2], s4: s[3] })
+      const o = { positive: filled(width, 0), nonFinite: filled(width, 0), histogram: filled(width * HISTOGRAM_BINS, 0) }
+      const own: Float64Array[] = []
+      for (const c of [chunk, hard]) {
+        const sums = Array.from({ length: 6 }, () => filled(width, 0))
+        k.chunkMoments(c, tokens, width, valid, sums[0], sums[1], sums[2], sums[3], sums[4], sums[5], o.positive, o.nonFinite, o.histogram)
+        own.push(...sums)
+      }
+      return bytesOf({ ...o, ...Object.fromEntries(own.map((sums, i) => [`own${String(i).padStart(2, '0')}`, sums])) })
     }
-    expect(out(native!).equals(out(jsKernels))).toBe(true)
+    const js = out(jsKernels)
+    expect(out(native!).equals(js)).toBe(true)
+    expect(out(portable!).equals(js)).toBe(true)
   })
 
   it('topKRows and scatterNeuronMajor', () => {

@@ -39,13 +39,13 @@ export interface Kernels {
   // Extract's kernels read a token-major chunk [tokens, width] (`chunk[t·width + j]`: value of neuron j at token t),
   // only at tokens t with valid[t] = 1 (every token when valid is undefined). Each adds into its outputs.
   /**
-   * Pass 1 of the moments (moments.ts), per neuron j over the finite values x in token order: count[j] += 1,
-   * sum[j] += x, positive[j] += (x > 0), histogram[j·HISTOGRAM_BINS + histogramBin(x)] += 1; per non-finite value
-   * only nonFinite[j] += 1.
+   * A chunk's moments (moments.ts), in two passes per neuron j over its finite values x in token order. Pass 1:
+   * count[j] = their number, mean[j] = (Σx)/count[j] (0 when none), and into the running totals positive[j] += (x > 0),
+   * histogram[j·HISTOGRAM_BINS + histogramBin(x)] += 1, and per non-finite value nonFinite[j] += 1. Pass 2, with
+   * d = x − mean[j]: s1[j] = Σd, s2[j] = Σd², s3[j] = Σd²·d, s4[j] = Σd²·d². count, mean and s1…s4 are written (the
+   * chunk's own), the others added into.
    */
-  momentSums(chunk: Float32Array, tokens: number, width: number, valid: Uint8Array | undefined, count: Float64Array, sum: Float64Array, positive: Float64Array, nonFinite: Float64Array, histogram: Float64Array): void
-  /** Pass 2, over the same finite values in token order with d = x − mean[j]: s1[j] += d, s2[j] += d², s3[j] += d²·d, s4[j] += d²·d². */
-  powerSums(chunk: Float32Array, tokens: number, width: number, valid: Uint8Array | undefined, mean: Float64Array, s1: Float64Array, s2: Float64Array, s3: Float64Array, s4: Float64Array): void
+  chunkMoments(chunk: Float32Array, tokens: number, width: number, valid: Uint8Array | undefined, count: Float64Array, mean: Float64Array, s1: Float64Array, s2: Float64Array, s3: Float64Array, s4: Float64Array, positive: Float64Array, nonFinite: Float64Array, histogram: Float64Array): void
   /**
    * Keep in the heap of neuron neuronOffset + j the k strongest of its entries and of row j of neuron-major rows
    * [neurons, tokens] (top-heap.ts's order; non-finite values never kept); token i is row rowOf[i], position
@@ -134,9 +134,11 @@ export const jsKernels: Kernels = {
       }
     }
   },
-  momentSums(chunk, tokens, width, valid, count, sum, positive, nonFinite, histogram) {
-    checkChunk(chunk, tokens, width, valid, { count, sum, positive, nonFinite }, width)
+  chunkMoments(chunk, tokens, width, valid, count, mean, s1, s2, s3, s4, positive, nonFinite, histogram) {
+    checkChunk(chunk, tokens, width, valid, { count, mean, s1, s2, s3, s4, positive, nonFinite }, width)
     checkChunk(chunk, tokens, width, valid, { histogram }, width * HISTOGRAM_BINS)
+    for (const own of [count, mean, s1, s2, s3, s4]) own.fill(0, 0, width)
+    const sum = mean
     for (let t = 0; t < tokens; t++) {
       if (valid && !valid[t]) continue
       const row = t * width
@@ -152,9 +154,7 @@ export const jsKernels: Kernels = {
         histogram[j * HISTOGRAM_BINS + histogramBin(x)]++
       }
     }
-  },
-  powerSums(chunk, tokens, width, valid, mean, s1, s2, s3, s4) {
-    checkChunk(chunk, tokens, width, valid, { mean, s1, s2, s3, s4 }, width)
+    for (let j = 0; j < width; j++) mean[j] = count[j] > 0 ? sum[j] / count[j] : 0
     for (let t = 0; t < tokens; t++) {
       if (valid && !valid[t]) continue
       const row = t * width
@@ -246,12 +246,20 @@ function nativeAddon<T>(): T {
   return createRequire(import.meta.url)(ADDON) as T
 }
 
-/** The C kernels, or undefined when the addon is not built here (a load failure of a built addon throws). */
-export function loadNativeKernels(): Kernels | undefined {
+/**
+ * The C kernels, or undefined when the addon is not built here (a load failure of a built addon throws). `portable`:
+ * the loops every CPU runs instead of the vector ones where a kernel has both (the tests compare them).
+ */
+export function loadNativeKernels(options: { portable?: boolean } = {}): Kernels | undefined {
   if (!existsSync(ADDON)) return undefined
-  const addon = nativeAddon<Omit<Kernels, 'name'>>()
-  const { shiftRows, shiftBlobs, sparseDots, addFloat32Into, setThreads, momentSums, powerSums, topKRows, scatterNeuronMajor, toFloat16 } = addon
-  return { name: 'native', shiftRows, shiftBlobs, sparseDots, addFloat32Into, setThreads, momentSums, powerSums, topKRows, scatterNeuronMajor, toFloat16 }
+  type Addon = Omit<Kernels, 'name' | 'chunkMoments'> & {
+    chunkMoments(...args: [...Parameters<Kernels['chunkMoments']>, portable: boolean]): void
+  }
+  const addon = nativeAddon<Addon>()
+  const { shiftRows, shiftBlobs, sparseDots, addFloat32Into, setThreads, topKRows, scatterNeuronMajor, toFloat16 } = addon
+  const portable = options.portable ?? false
+  const chunkMoments: Kernels['chunkMoments'] = (...args) => addon.chunkMoments(...args, portable)
+  return { name: 'native', shiftRows, shiftBlobs, sparseDots, addFloat32Into, setThreads, chunkMoments, topKRows, scatterNeuronMajor, toFloat16 }
 }
 
 /** What the pipeline uses: the C kernels when built, else the JavaScript ones (SEEDSCOPE_KERNELS=js forces them). */

@@ -222,13 +222,10 @@ function addChunk(
   s: MomentsState, chunk: Float32Array, tokens: number, width: number, valid: Uint8Array | undefined, offset: number, scratch: ChunkSums,
 ): void {
   const { count, mean, s1, s2, s3, s4 } = scratch
-  for (const sums of [count, mean, s1, s2, s3, s4]) sums.fill(0, 0, width)
   const positive = s.positive.subarray(offset, offset + width)
   const nonFinite = s.nonFinite.subarray(offset, offset + width)
   const histogram = s.histogram.subarray(offset * HISTOGRAM_BINS, (offset + width) * HISTOGRAM_BINS)
-  kernels.momentSums(chunk, tokens, width, valid, count, mean, positive, nonFinite, histogram) // mean holds Σx
-  for (let j = 0; j < width; j++) mean[j] = count[j] > 0 ? mean[j] / count[j] : 0
-  kernels.powerSums(chunk, tokens, width, valid, mean, s1, s2, s3, s4)
+  kernels.chunkMoments(chunk, tokens, width, valid, count, mean, s1, s2, s3, s4, positive, nonFinite, histogram)
   for (let j = 0; j < width; j++) {
     const n = count[j]
     if (n === 0) continue
