@@ -252,13 +252,15 @@ function nativeAddon<T>(): T {
  */
 export function loadNativeKernels(options: { portable?: boolean } = {}): Kernels | undefined {
   if (!existsSync(ADDON)) return undefined
-  type Addon = Omit<Kernels, 'name' | 'chunkMoments'> & {
+  type Addon = Omit<Kernels, 'name' | 'chunkMoments' | 'scatterNeuronMajor'> & {
     chunkMoments(...args: [...Parameters<Kernels['chunkMoments']>, portable: boolean]): void
+    scatterNeuronMajor(...args: [...Parameters<Kernels['scatterNeuronMajor']>, portable: boolean]): number
   }
   const addon = nativeAddon<Addon>()
-  const { shiftRows, shiftBlobs, sparseDots, addFloat32Into, setThreads, topKRows, scatterNeuronMajor, toFloat16 } = addon
+  const { shiftRows, shiftBlobs, sparseDots, addFloat32Into, setThreads, topKRows, toFloat16 } = addon
   const portable = options.portable ?? false
   const chunkMoments: Kernels['chunkMoments'] = (...args) => addon.chunkMoments(...args, portable)
+  const scatterNeuronMajor: Kernels['scatterNeuronMajor'] = (...args) => addon.scatterNeuronMajor(...args, portable)
   return { name: 'native', shiftRows, shiftBlobs, sparseDots, addFloat32Into, setThreads, chunkMoments, topKRows, scatterNeuronMajor, toFloat16 }
 }
 
