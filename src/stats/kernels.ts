@@ -37,7 +37,8 @@ export interface Kernels {
   setThreads(threads: number): void
 
   // Extract's kernels read a token-major chunk [tokens, width] (`chunk[t·width + j]`: value of neuron j at token t),
-  // only at tokens t with valid[t] = 1 (every token when valid is undefined). Each adds into its outputs.
+  // only at tokens t with valid[t] = 1 (every token when valid is undefined). Each adds into its outputs unless it
+  // says otherwise.
   /**
    * A chunk's moments (moments.ts), in two passes per neuron j over its finite values x in token order. Pass 1:
    * count[j] = their number, mean[j] = (Σx)/count[j] (0 when none), and into the running totals positive[j] += (x > 0),
@@ -138,7 +139,7 @@ export const jsKernels: Kernels = {
     checkChunk(chunk, tokens, width, valid, { count, mean, s1, s2, s3, s4, positive, nonFinite }, width)
     checkChunk(chunk, tokens, width, valid, { histogram }, width * HISTOGRAM_BINS)
     for (const own of [count, mean, s1, s2, s3, s4]) own.fill(0, 0, width)
-    const sum = mean
+    const sum = mean // pass 1 sums into mean, which becomes the mean below
     for (let t = 0; t < tokens; t++) {
       if (valid && !valid[t]) continue
       const row = t * width
