@@ -54,7 +54,8 @@ describe.each(backends)('%s kernels: extract', (_name, k) => {
 
   it('chunkMoments: counts, means and power sums around them in token order, positives and searchsorted bins (brute force)', () => {
     for (const mask of [valid, undefined]) {
-      // The chunk's own sums start dirty (they are written); the running totals start at 1, 2, 3 (added into).
+      // The chunk's own sums start dirty (they are written); the running totals are added into: positive starts at 2,
+      // nonFinite at 3, every bin at 1.
       const own = () => filled(width, 7)
       const count = own(), mean = own(), s1 = own(), s2 = own(), s3 = own(), s4 = own()
       const positive = filled(width, 2), nonFinite = filled(width, 3), histogram = filled(width * HISTOGRAM_BINS, 1)
