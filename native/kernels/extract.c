@@ -485,7 +485,7 @@ static napi_value ChunkMoments(napi_env env, napi_callback_info info) {
   double* o[9];
   bool portable;
   if (!get_args(env, info, 14, argv, "chunkMoments(chunk, tokens, width, valid, count, mean, s1, s2, s3, s4, positive, nonFinite, histogram, portable)") ||
-      !chunk_args(env, argv, &c) || napi_get_value_bool(env, argv[13], &portable) != napi_ok) {
+      !chunk_args(env, argv, &c) || !bool_arg(env, argv[13], "portable", &portable)) {
     return NULL;
   }
   int64_t need[9];
@@ -569,7 +569,7 @@ static napi_value ScatterNeuronMajor(napi_env env, napi_callback_info info) {
   bool portable;
   if (!chunk_args(env, argv, &c) || !typed_arg(env, argv[4], napi_float32_array, "out", (void**)&out, &out_length) ||
       !int_arg(env, argv[5], "outTokens", &out_tokens) || !int_arg(env, argv[6], "column", &column) ||
-      napi_get_value_bool(env, argv[7], &portable) != napi_ok) {
+      !bool_arg(env, argv[7], "portable", &portable)) {
     return NULL;
   }
   int64_t* valid_tokens = scratch(env, c.tokens, sizeof *valid_tokens);

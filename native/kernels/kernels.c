@@ -33,6 +33,14 @@ int int_arg(napi_env env, napi_value value, const char* name, int64_t* out) {
   return 1;
 }
 
+int bool_arg(napi_env env, napi_value value, const char* name, bool* out) {
+  if (napi_get_value_bool(env, value, out) == napi_ok) return 1;
+  char message[128];
+  snprintf(message, sizeof message, "kernels: %s must be a boolean", name);
+  napi_throw_type_error(env, NULL, message);
+  return 0;
+}
+
 int range_error(napi_env env, const char* format, ...) {
   char message[256];
   va_list args;

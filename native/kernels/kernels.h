@@ -11,6 +11,8 @@
 int typed_arg(napi_env env, napi_value value, napi_typedarray_type type, const char* name, void** data, size_t* length);
 // An integer in [0, 2^53); 0 (with a JS RangeError thrown) otherwise.
 int int_arg(napi_env env, napi_value value, const char* name, int64_t* out);
+// A boolean; 0 (with a JS TypeError naming it) otherwise.
+int bool_arg(napi_env env, napi_value value, const char* name, bool* out);
 // Throws a RangeError with the formatted message and returns 0.
 int range_error(napi_env env, const char* format, ...);
 // Row pointers of `rows` blobs of `tokens` values, `width` bytes each (2: float16, 4: float32), at byte offsets[i] of
