@@ -16,12 +16,6 @@
 
 #include "attention.h"
 
-#if defined(__x86_64__) && defined(__GNUC__)
-#define HAVE_AVX512 1
-#include <immintrin.h>
-#define AVX512 __attribute__((target("avx512f")))
-#endif
-
 enum {
   QUERY_BLOCK = 48,  // queries whose scores are held at once: 48 × 512 floats = 96 KB at GPT-2's context
   QK_ROWS = 12,      // queries per score micro-tile (× 32 keys: 24 accumulators)
@@ -261,8 +255,8 @@ static int shape_args(napi_env env, napi_value* argv, size_t values, int64_t per
   bool portable;
   if (!int_arg(env, argv[0], "batch", &s->batch) || !int_arg(env, argv[1], "positions", &s->positions) || !int_arg(env, argv[2], "heads", &s->heads))
     return 0;
-  if (napi_get_value_double(env, argv[3], &scale) != napi_ok || napi_get_value_bool(env, argv[4], &portable) != napi_ok)
-    return napi_throw_type_error(env, NULL, "causalAttention: scale must be a number and portable a boolean"), 0;
+  if (napi_get_value_double(env, argv[3], &scale) != napi_ok) return napi_throw_type_error(env, NULL, "causalAttention: scale must be a number"), 0;
+  if (!bool_arg(env, argv[4], "portable", &portable)) return 0;
   int64_t rows = s->batch * s->positions;
   if (rows * s->heads == 0 || out_length % (rows * s->heads) != 0 || (int64_t)values != per_row * (int64_t)out_length)
     return range_error(env, "causalAttention: %zu inputs and %zu outputs do not fit %lld × %lld positions of %lld heads", values, out_length,

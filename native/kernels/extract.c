@@ -19,12 +19,6 @@
 #define VECTOR_CLONES
 #endif
 
-#if defined(__x86_64__) && defined(__GNUC__)
-#define HAVE_AVX512 1
-#include <immintrin.h>
-#define AVX512 __attribute__((target("avx512f")))
-#endif
-
 // The study's histogram (moments.ts): edges torch.linspace(−10, 15, 256), computed with the same float64
 // expression as in JavaScript; bin = the number of edges strictly below x, so 257 bins.
 enum { EDGES = 256, BINS = EDGES + 1 };

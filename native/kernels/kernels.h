@@ -7,6 +7,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+// Functions compiled for AVX-512 beside the portable ones (callers check __builtin_cpu_supports("avx512f")).
+#if defined(__x86_64__) && defined(__GNUC__)
+#define HAVE_AVX512 1
+#include <immintrin.h>
+#define AVX512 __attribute__((target("avx512f")))
+#endif
+
 // The data pointer and element count of a typed array of the given type; 0 (with a JS TypeError thrown) otherwise.
 int typed_arg(napi_env env, napi_value value, napi_typedarray_type type, const char* name, void** data, size_t* length);
 // An integer in [0, 2^53); 0 (with a JS RangeError thrown) otherwise.
