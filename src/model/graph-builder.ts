@@ -10,6 +10,7 @@ import {
   type TensorProto,
   type ValueInfo,
 } from './onnx-proto.js'
+import { externalizeWeights } from './weights-file.js'
 
 export const OPSET = 23 // Attention needs 23; Gelu(approximate) 20; LayerNormalization 17
 export const IR_VERSION = 10
@@ -100,7 +101,9 @@ export class GraphBuilder {
     return this.outputs.map((o) => o.name)
   }
 
-  build(graphName: string): Encoded {
+  /** `weightsDir`: the weights go to a file there, onnxruntime's external initializers folder (weights-file.ts). */
+  build(graphName: string, weightsDir?: string): Encoded {
+    if (weightsDir) externalizeWeights(this.initializers, weightsDir)
     const rename = (value: string) => this.publicNames.get(value) ?? value
     const nodes = this.nodes.map((node) => ({ ...node, inputs: node.inputs.map(rename), outputs: node.outputs.map(rename) }))
     return encodeModel({

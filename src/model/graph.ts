@@ -17,14 +17,15 @@ export interface BuiltGraph {
 
 /**
  * `seedscopeAttention`: use seedscope's causal attention operators (ModelSession.runsSeedscopeAttention);
- * `amxMatMul`: its AMX weight products (ModelSession.runsAmxMatMul).
+ * `amxMatMul`: its AMX weight products (ModelSession.runsAmxMatMul); `weightsDir`: the weights go to a file there
+ * (weights-file.ts), and the session needs the same `weightsDir`.
  */
 export function buildGraph(
   weights: ModelWeights,
   shape: ModelShape,
   traits: ArchitectureTraits,
   request: OutputRequest,
-  options: { seedscopeAttention: boolean; amxMatMul: boolean } = { seedscopeAttention: false, amxMatMul: false },
+  options: { seedscopeAttention: boolean; amxMatMul: boolean; weightsDir?: string } = { seedscopeAttention: false, amxMatMul: false },
 ): BuiltGraph {
   const g = new GraphBuilder()
   const ids = g.input('input_ids', DataType.INT64, ['batch', 'pos']) // [batch, pos]
@@ -66,7 +67,7 @@ export function buildGraph(
   if (wantsFinal) addHeads(g, x, ids, weights, shape, request)
 
   const inputs = ['input_ids', ...(request.interventions ? INTERVENTION_INPUTS : [])]
-  return { model: g.build('seedscope'), outputs: g.outputNames(), inputs }
+  return { model: g.build('seedscope', options.weightsDir), outputs: g.outputNames(), inputs }
 }
 
 function addHeads(g: GraphBuilder, resid: string, ids: string, weights: ModelWeights, shape: ModelShape, request: OutputRequest): void {

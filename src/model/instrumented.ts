@@ -53,6 +53,7 @@ export async function loadInstrumentedModel(dir: string, request: OutputRequest,
   const graph = buildGraph(weights, config.shape, config.traits, request, {
     seedscopeAttention: own && ModelSession.runsSeedscopeAttention(options, config.shape.dHead),
     amxMatMul: own && ModelSession.runsAmxMatMul(options),
+    weightsDir: options.weightsDir,
   })
   const session = await ModelSession.create(concatEncoded(graph.model), options)
   const { shape } = config

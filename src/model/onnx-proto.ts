@@ -91,6 +91,8 @@ export interface TensorProto {
   dataType: DataTypeCode
   dims: number[]
   rawData: Uint8Array
+  /** Where the bytes lie instead, in a file in the session's external initializers folder (weights-file.ts). */
+  external?: { location: string; offset: number; length: number }
 }
 
 export type AttributeValue =
@@ -135,8 +137,13 @@ export interface ModelProto {
 export function encodeTensor(t: TensorProto): Encoded {
   const w = new MessageWriter()
   for (const d of t.dims) w.int(1, d)
-  w.int(2, t.dataType).string(8, t.name).bytes(9, t.rawData)
-  return w.finish()
+  w.int(2, t.dataType).string(8, t.name)
+  if (!t.external) return w.bytes(9, t.rawData).finish()
+  // external_data (13): key/value entries; data_location (14) EXTERNAL = 1
+  const entry = (key: string, value: string) => new MessageWriter().string(1, key).string(2, value).finish()
+  const { location, offset, length } = t.external
+  w.message(13, entry('location', location)).message(13, entry('offset', String(offset))).message(13, entry('length', String(length)))
+  return w.int(14, 1).finish()
 }
 
 const ATTRIBUTE_TYPE = { float: 1, int: 2, string: 3, tensor: 4, floats: 6, ints: 7 } as const

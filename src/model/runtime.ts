@@ -5,6 +5,7 @@
 // `session.run` blocks the event loop while it computes, so stages that run many batches call it from
 // worker threads; this module stays synchronous-friendly and knows nothing about workers.
 import { existsSync } from 'node:fs'
+import { resolve } from 'node:path'
 import { createRequire } from 'node:module'
 import * as ort from 'onnxruntime-node'
 import { UserError } from '../errors.js'
@@ -13,6 +14,8 @@ import { nativeExports } from '../stats/kernels.js'
 export interface SessionOptions {
   threads?: number // intra-op threads; default: all cores
   provider?: 'cpu' | 'cuda'
+  /** A folder for the weights as files onnxruntime maps (weights-file.ts), shared by runs; default: inside the model. */
+  weightsDir?: string
 }
 
 export interface OutputTensor {
@@ -47,6 +50,11 @@ const SESSION_CONFIG: [string, string][] = [
   ['session.intra_op.allow_spinning', '0'],
 ]
 
+function sessionConfig(options: SessionOptions): [string, string][] {
+  if (!options.weightsDir) return SESSION_CONFIG
+  return [...SESSION_CONFIG, ['session.model_external_initializers_file_folder_path', resolve(options.weightsDir)]]
+}
+
 /** One session's way of running: onnxruntime-node, or seedscope's own binding to the same library. */
 interface Engine {
   readonly name: 'onnxruntime-node' | 'direct'
@@ -69,7 +77,8 @@ export class ModelSession {
     const problem = providerProblem(provider)
     if (problem) throw new UserError(problem)
     const direct = directBindingFor(options)
-    if (direct) return new ModelSession(directEngine(direct, model, options.threads ?? 0))
+    const config = sessionConfig(options)
+    if (direct) return new ModelSession(directEngine(direct, model, options.threads ?? 0, config))
     const session = await ort.InferenceSession.create(model, {
       executionProviders: [provider],
       graphOptimizationLevel: 'all',
@@ -77,7 +86,7 @@ export class ModelSession {
       interOpNumThreads: 1,
       executionMode: 'sequential',
       logSeverityLevel: 3,
-      extra: Object.fromEntries(SESSION_CONFIG), // onnxruntime-node hands a dotted key over as it is
+      extra: Object.fromEntries(config), // onnxruntime-node hands a dotted key over as it is
     })
     return new ModelSession(nodeEngine(session))
   }
@@ -188,8 +197,8 @@ function directBindingFor(options: SessionOptions): DirectBinding | undefined {
   return cpu && process.env.SEEDSCOPE_ORT !== 'onnxruntime-node' ? directBinding() : undefined
 }
 
-function directEngine(direct: DirectBinding, model: Uint8Array, threads: number): Engine {
-  const session = direct.ortCreateSession(model, threads, SESSION_CONFIG)
+function directEngine(direct: DirectBinding, model: Uint8Array, threads: number, config: [string, string][]): Engine {
+  const session = direct.ortCreateSession(model, threads, config)
   return {
     name: 'direct',
     outputNames: direct.ortOutputNames(session),

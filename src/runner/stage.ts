@@ -75,6 +75,8 @@ export interface StageContext<P = unknown> {
    * only to a unit with the same key (same params and inputs); it is deleted once the unit is complete.
    */
   partialPath(name: string): string
+  /** `<output_dir>/.cache`: files that only make later runs faster (e.g. model weights); deleting them loses nothing. */
+  readonly cacheDir: string
   log(message: string): void
   warn(message: string): void
 }

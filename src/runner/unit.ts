@@ -96,6 +96,7 @@ function unitContext(
       mkdirSync(dir, { recursive: true })
       return join(dir, name)
     },
+    cacheDir: join(outputDir, '.cache'),
     log: (message) => reporter.info(`${stage.name} ${id}: ${message}`),
     warn: (message) => reporter.warn(`${stage.name} ${id}: ${message}`),
   }

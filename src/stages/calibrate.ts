@@ -15,6 +15,7 @@ import { listCorpusFiles, readCorpus } from '../io/corpus.js'
 import { loadFastGemm } from '../model/gemm.js'
 import { readModelConfig } from '../model/hf-config.js'
 import { hookBuffers, loadInstrumentedModel } from '../model/instrumented.js'
+import { weightsCache } from '../model/weights-file.js'
 import { findTokenizerFiles, loadTokenizer } from '../model/tokenizer.js'
 import { kernels } from '../stats/kernels.js'
 import { type ChunkRows, PearsonAccumulator } from '../stats/pearson.js'
@@ -166,7 +167,7 @@ export function calibrateForward(
     threads: execution.threads, provider: execution.provider, request: EXTRACTION_REQUEST,
   }
   return cachedCalibration(outputDir, key, async () => {
-    const rates = await measureForward(seed.checkpoint, positions, execution, join(outputDir, '.cache', 'calibration-shard.parquet'))
+    const rates = await measureForward(seed.checkpoint, positions, execution, join(outputDir, '.cache'))
     const { nLayers, dModel, dMlp } = shape
     return {
       parameters: parameterCount(shape),
@@ -181,9 +182,11 @@ export function calibrateForward(
   })
 }
 
-async function measureForward(dir: string, positions: number, execution: Pick<ExecutionConfig, 'threads' | 'provider'>, scratchShard: string) {
+async function measureForward(dir: string, positions: number, execution: Pick<ExecutionConfig, 'threads' | 'provider'>, cacheDir: string) {
+  const scratchShard = join(cacheDir, 'calibration-shard.parquet')
   const loadStart = performance.now()
-  const model = await loadInstrumentedModel(dir, EXTRACTION_REQUEST, { threads: execution.threads, provider: execution.provider })
+  const session = { threads: execution.threads, provider: execution.provider, weightsDir: weightsCache(cacheDir) }
+  const model = await loadInstrumentedModel(dir, EXTRACTION_REQUEST, session)
   const loadSeconds = (performance.now() - loadStart) / 1000
   try {
     const { nLayers, dMlp, dVocab } = model.config.shape

@@ -65,7 +65,7 @@ describe('stage estimates of the tiny scenario', () => {
     const e = estimateExtract(scenario, rates, 1e12)
     expect(e.tokens).toBe(3 * 3072)
     expect(e.flops).toBe(3 * 3072 * 49_152) // 452,984,832
-    expect(e.diskBytes).toBe(3 * 128 * 3024 * 4 + 3 * 3 * 149_504) // activations + shard statistics
+    expect(e.diskBytes).toBe(3 * 128 * 3024 * 4 + 3 * 3 * 149_504 + 3 * 4 * PARAMETERS) // activations + shard statistics + weights files
     expect(e.memoryBytes).toBe(6_234_112) // extractUnitMemory above
     // forward FLOPs, statistics per neuron·token, writing the activations, one model load per seed (its units borrow it)
     expect(e.seconds).toBeCloseTo(452_984_832 / 1e9 + (3 * 128 * 3072) / 1e7 + (3 * 128 * 3024 * 4) / 1e8 + 3 * PARAMETERS * 1e-6, 9)
@@ -100,7 +100,7 @@ describe('stage estimates of the tiny scenario', () => {
     expect(e.flops).toBe(3 * 3072 * 49_152 + cross + within)
     expect(e.seconds).toBeCloseTo((3 * 3072 * 49_152) / 1e9 + (3 * 128 * 3072) / 1e7 + (cross + within) / 1e10 + 3 * PARAMETERS * 1e-6, 9)
     // per seed one statistics file and its within-layer sums, per pair the float64 cross sums; twice with the checkpoint
-    expect(e.diskBytes).toBe(2 * (3 * 149_504 + 3 * 65_536 + 3 * crossSumsBytes(128, 128)))
+    expect(e.diskBytes).toBe(2 * (3 * 149_504 + 3 * 65_536 + 3 * crossSumsBytes(128, 128)) + 3 * 4 * PARAMETERS) // + weights files
     const c = estimateCorrelate(streamed, rates)
     expect(c.flops).toBe(3 * (2 * 2 * 128 * 2 * 64 * 64))
   })

@@ -213,9 +213,12 @@ export function estimateExtract(s: Scenario, rates: Rates, freeDiskBytes: number
   const loads = f && s.seeds.reduce((sum, { dims }) => sum + parameterCount(dims), 0) * f.loadSecondsPerParameter * copies
   const first = s.seeds[0].dims
   const recommended = recommendMode(activations, freeDiskBytes, s.tokensPerSeed)
+  // Each seed's float32 weights as the file onnxruntime maps (src/model/weights-file.ts), at most this size.
+  const weights = s.seeds.reduce((sum, { dims }) => sum + 4 * parameterCount(dims), 0)
   const notes = [
     `forward ${(forwardFlopsPerToken(first, s.ctx) / 1e9).toPrecision(2)} GFLOP/token (2 × ${count(nonEmbeddingParameters(first))} ` +
       `non-embedding parameters + attention at ctx ${s.ctx}); ${count(s.tokensPerSeed)} tokens × ${s.seeds.length} seeds`,
+    `model weights: up to ${decimalBytes(weights)} in .cache/weights, written once and reused by later runs`,
   ]
   const perToken = `${decimalBytes(activations / s.seeds.length / Math.max(1, s.validPerSeed))} per valid token per seed at ${s.extract.dtype}`
   let estimate: PlanEstimate
@@ -227,7 +230,7 @@ export function estimateExtract(s: Scenario, rates: Rates, freeDiskBytes: number
       const parts = `forward ${duration(forwardSeconds!)} + statistics ${duration(statisticsSeconds!)} + writing ${duration(writeSeconds!)} + loading models ${duration(loads!)}`
       notes.push(`time: ${parts}${s.parallelSpeedup > 1 ? `, ${s.parallelSpeedup} units at once` : ''}`)
     }
-    estimate = { tokens: s.tokensPerSeed * s.seeds.length, flops: forwardFlops, diskBytes: activations + statistics, memoryBytes: memory, seconds }
+    estimate = { tokens: s.tokensPerSeed * s.seeds.length, flops: forwardFlops, diskBytes: activations + statistics + weights, memoryBytes: memory, seconds }
   } else {
     const work = pairSumsWork(s)
     // Outputs: per seed statistics and within-layer sums, per pair the float64 cross sums; the checkpoint holds the
@@ -255,7 +258,7 @@ export function estimateExtract(s: Scenario, rates: Rates, freeDiskBytes: number
     estimate = {
       tokens: s.tokensPerSeed * s.seeds.length,
       flops: passes * forwardFlops + work.cross + work.within,
-      diskBytes: 2 * (sums + statistics),
+      diskBytes: 2 * (sums + statistics) + weights,
       memoryBytes: streamedMemory(s),
       seconds,
     }

@@ -5,6 +5,7 @@ import { countValid, writeActivationShard } from '../../io/activation-store.js'
 import { writeSafetensors } from '../../io/safetensors.js'
 import { readModelConfig } from '../../model/hf-config.js'
 import { borrowModelRunner, prefetchModelRunner, prepareHookBuffers } from '../../model/model-worker.js'
+import { weightsCache } from '../../model/weights-file.js'
 import type { StageContext } from '../../runner/stage.js'
 import { BufferPool } from '../../stats/buffer-pool.js'
 import { TopActivations } from '../../stats/top-activations.js'
@@ -59,7 +60,7 @@ export async function forwardShard(
   const positions = rows[0].tokens.length
   const valid = validPositions(rows.map((r) => r.tokens), positions, unit.skipIds)
   ctx.progress.setTotal(rows.length * positions)
-  const session = { threads: ctx.execution.threads, provider: ctx.execution.provider }
+  const session = { threads: ctx.execution.threads, provider: ctx.execution.provider, weightsDir: weightsCache(ctx.cacheDir) }
   prefetchModelRunner(unit.checkpoint, EXTRACTION_REQUEST, session) // the next seed's model loads while this one runs
   // Memory for the activations, sized for every token of the shard, not just its valid ones, so that any shard of
   // this many rows fits a spare buffer (valid counts differ from shard to shard; one a little too small meant a

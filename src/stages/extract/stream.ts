@@ -9,6 +9,7 @@ import { writeSafetensors } from '../../io/safetensors.js'
 import { CheckpointClock, readStateFile, writeStateFile } from '../../io/state-file.js'
 import { loadFastGemm } from '../../model/gemm.js'
 import { type ModelRunner, startModelRunner } from '../../model/model-worker.js'
+import { weightsCache } from '../../model/weights-file.js'
 import type { StageContext } from '../../runner/stage.js'
 import { WithinLayerMoments, type WithinLayerState } from '../../stats/baseline.js'
 import { type MomentsState, NeuronMoments } from '../../stats/moments.js'
@@ -97,7 +98,7 @@ export async function extractStream(u: StreamUnit & { checkpointing: Checkpointi
   // site's values do not depend on which other outputs a graph exposes; checked on GPT-2 and GPT-NeoX graphs).
   const seedSums = sumsSeeds(u)
   const request = seedSums || params.site === 'blocks.{l}.mlp.hook_pre' ? EXTRACTION_REQUEST : { mlpPost: true }
-  const runners = await Promise.all(u.seeds.map((s) => startModelRunner(s.checkpoint, request, { threads, provider: ctx.execution.provider })))
+  const runners = await Promise.all(u.seeds.map((s) => startModelRunner(s.checkpoint, request, { threads, provider: ctx.execution.provider, weightsDir: weightsCache(ctx.cacheDir) })))
   try {
     const layouts = runners.map((r) => ({ nLayers: r.config.shape.nLayers, dMlp: r.config.shape.dMlp }))
     const pairs = unorderedPairs(u.seeds.map((s, i) => ({ ...s, index: i })))
