@@ -21,6 +21,7 @@ import { countValid, readActivationShardInfo, writeActivationShard } from '../sr
 import { writeSafetensors } from '../src/io/safetensors.js'
 import { hookBuffers, type InstrumentedModel, loadInstrumentedModel, type TokenBatch } from '../src/model/instrumented.js'
 import { EXTRACTION_OUTPUTS, type OutputRequest, site } from '../src/model/sites.js'
+import { weightsCache } from '../src/model/weights-file.js'
 import { EXTRACTION_REQUEST } from '../src/stages/extract/shard.js'
 import { idsOf, scatterNeuronMajor, ShardBuffer } from '../src/stages/extract/shard-buffer.js'
 import { shardStatsTensors } from '../src/stages/extract/shard-stats.js'
@@ -106,6 +107,12 @@ async function measure(shape: Shape): Promise<number> {
   const { seeds, project, ctx, batchRows, rowsPerShard } = shape
   console.log(`\n--- ${shape.title}: rows_per_shard ${rowsPerShard}, batch_rows ${batchRows}, ctx ${ctx} ---`)
   for (const dir of [project, shape.largerProject]) if (dir) await runStages(dir, 'tokenize') // untimed; skipped when up to date
+  // The bare forward passes' models map their weights from the project's weights cache, as the stage's do; loading
+  // them there also fills that cache (untimed), for the larger project too, so no timed run writes it.
+  const weightsDir = weightsCache(join(project, 'out/.cache'))
+  if (shape.largerProject) {
+    for (const s of seeds) await (await loadInstrumentedModel(s.checkpoint, EXTRACTION_REQUEST, { threads: THREADS, weightsDir: weightsCache(join(shape.largerProject, 'out/.cache')) })).release()
+  }
   const { rows, tokens } = mainTokens(project)
   const forwardTokens = tokens * seeds.length
   console.log(`timed project: ${rows} main rows × ${ctx} = ${thousands(tokens)} tokens per seed, ${thousands(forwardTokens)} through a model`)
@@ -117,10 +124,11 @@ async function measure(shape: Shape): Promise<number> {
     batches.push({ data: idsOf(batch, ctx), batch: batch.length, positions: ctx })
   }
   // The foundation benchmark's graph (every hook_post: the target's reference) and the stage's (hook_pre too).
-  const loadBoth = async (request: OutputRequest) => Promise.all(seeds.map((s) => loadInstrumentedModel(s.checkpoint, request, { threads: THREADS })))
+  const session = { threads: THREADS, weightsDir }
+  const loadBoth = async (request: OutputRequest) => Promise.all(seeds.map((s) => loadInstrumentedModel(s.checkpoint, request, session)))
   const models = await loadBoth(EXTRACTION_OUTPUTS)
-  const load = await timed(() => loadInstrumentedModel(seeds[0].checkpoint, EXTRACTION_REQUEST, { threads: THREADS })) // the breakdown shows it
-  const stageGraphs = [load.value, await loadInstrumentedModel(seeds[1].checkpoint, EXTRACTION_REQUEST, { threads: THREADS })]
+  const load = await timed(() => loadInstrumentedModel(seeds[0].checkpoint, EXTRACTION_REQUEST, session)) // the breakdown shows it
+  const stageGraphs = [load.value, await loadInstrumentedModel(seeds[1].checkpoint, EXTRACTION_REQUEST, session)]
   for (const model of [...models, ...stageGraphs]) await model.run(batches[0]) // warm-up
 
   const bare: Timing[] = []

@@ -10,6 +10,7 @@
 // use (~0.1 s per 500 MB from the page cache): a torn or damaged one is written anew, never mapped.
 import { closeSync, existsSync, mkdirSync, openSync, readSync, renameSync, rmSync, statSync, writeSync } from 'node:fs'
 import { dirname, join } from 'node:path'
+import { threadId } from 'node:worker_threads'
 import { createContentHash } from '../io/content-hash.js'
 import { temporaryPath } from '../io/atomic-write.js'
 import type { TensorProto } from './onnx-proto.js'
@@ -66,18 +67,16 @@ function holds(path: string, length: number, expected: string): boolean {
 // and is written again.
 function write(path: string, pieces: readonly Uint8Array[]): void {
   mkdirSync(dirname(path), { recursive: true })
-  const tmp = temporaryPath(path)
-  const fd = openSync(tmp, 'w')
+  const tmp = `${temporaryPath(path)}.${threadId}` // the stage's model workers may write the same file at once
   try {
-    for (const piece of pieces) {
-      for (let done = 0; done < piece.length; ) done += writeSync(fd, piece, done)
+    const fd = openSync(tmp, 'w')
+    try {
+      for (const piece of pieces) for (let done = 0; done < piece.length; ) done += writeSync(fd, piece, done)
+    } finally {
+      closeSync(fd)
     }
-    closeSync(fd)
     renameSync(tmp, path)
   } catch (error) {
-    try {
-      closeSync(fd)
-    } catch {}
     rmSync(tmp, { force: true })
     throw error
   }
