@@ -67,3 +67,12 @@ describe.each(['gpt2-tiny', 'neox-tiny'])('a session on weights in a file (%s)',
     expect(readFileSync(path).equals(damaged)).toBe(false) // written again before use
   })
 })
+
+describe('a weights file that cannot be written', () => {
+  it('is a one-line error naming the file and what to do', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'seedscope-weights-'))
+    const blocked = join(dir, 'blocked')
+    writeFileSync(blocked, 'a file where the folder should be')
+    expect(() => externalizeWeights([tensor('a', 5000, 2)], blocked)).toThrow(/blocked\/xxh3-[0-9a-f]{16}\.weights: cannot write the model's weights file \(E\w+\); free some disk space there, or delete .*blocked \(a cache\)/)
+  })
+})

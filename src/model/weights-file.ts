@@ -11,6 +11,7 @@
 import { closeSync, existsSync, mkdirSync, openSync, readSync, renameSync, rmSync, statSync, writeSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { threadId } from 'node:worker_threads'
+import { atPath } from '../errors.js'
 import { createContentHash } from '../io/content-hash.js'
 import { temporaryPath } from '../io/atomic-write.js'
 import type { TensorProto } from './onnx-proto.js'
@@ -66,18 +67,19 @@ function holds(path: string, length: number, expected: string): boolean {
 // Through the page cache (onnxruntime maps the file next), and without fsync: a file torn by a crash fails holds()
 // and is written again.
 function write(path: string, pieces: readonly Uint8Array[]): void {
-  mkdirSync(dirname(path), { recursive: true })
   const tmp = `${temporaryPath(path)}.${threadId}` // the stage's model workers may write the same file at once
+  let fd: number | undefined
   try {
-    const fd = openSync(tmp, 'w')
-    try {
-      for (const piece of pieces) for (let done = 0; done < piece.length; ) done += writeSync(fd, piece, done)
-    } finally {
-      closeSync(fd)
-    }
+    mkdirSync(dirname(path), { recursive: true })
+    fd = openSync(tmp, 'w')
+    for (const piece of pieces) for (let done = 0; done < piece.length; ) done += writeSync(fd, piece, done)
+    closeSync(fd)
+    fd = undefined
     renameSync(tmp, path)
   } catch (error) {
-    rmSync(tmp, { force: true })
-    throw error
+    if (fd !== undefined) closeSync(fd)
+    if (existsSync(tmp)) rmSync(tmp)
+    const code = (error as NodeJS.ErrnoException).code ?? (error as Error).message
+    throw atPath(path, `cannot write the model's weights file (${code}); free some disk space there, or delete ${dirname(path)} (a cache)`)
   }
 }
