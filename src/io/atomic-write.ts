@@ -76,7 +76,8 @@ function stamp(path: string): { size: number; mtimeMs: number; ino: number } {
   return { size, mtimeMs, ino }
 }
 
-function writeAll(fd: number, chunk: Uint8Array): void {
+/** Write all of `chunk` at fd's position (writeSync may write less than asked). */
+export function writeAll(fd: number, chunk: Uint8Array): void {
   let offset = 0
   while (offset < chunk.length) offset += writeSync(fd, chunk, offset, chunk.length - offset)
 }

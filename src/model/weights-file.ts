@@ -8,12 +8,12 @@
 // The file is named after its content hash and written once: a directory of them is a cache that any number of
 // graphs and runs share, and deleting it loses nothing. A file found under its name is read and hashed again before
 // use (~0.1 s per 500 MB from the page cache): a torn or damaged one is written anew, never mapped.
-import { closeSync, existsSync, mkdirSync, openSync, readSync, renameSync, rmSync, statSync, writeSync } from 'node:fs'
+import { closeSync, existsSync, mkdirSync, openSync, readSync, renameSync, rmSync, statSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { threadId } from 'node:worker_threads'
 import { atPath } from '../errors.js'
 import { createContentHash } from '../io/content-hash.js'
-import { temporaryPath } from '../io/atomic-write.js'
+import { temporaryPath, writeAll } from '../io/atomic-write.js'
 import type { TensorProto } from './onnx-proto.js'
 
 /** The weights cache of a pipeline's runs: `<output_dir>/.cache/weights` (given its cache dir). */
@@ -72,7 +72,7 @@ function write(path: string, pieces: readonly Uint8Array[]): void {
   try {
     mkdirSync(dirname(path), { recursive: true })
     fd = openSync(tmp, 'w')
-    for (const piece of pieces) for (let done = 0; done < piece.length; ) done += writeSync(fd, piece, done)
+    for (const piece of pieces) writeAll(fd, piece)
     closeSync(fd)
     fd = undefined
     renameSync(tmp, path)
