@@ -3,7 +3,9 @@
 // the bundled model (copies of data/models/gpt2-s0) and the foundation benchmark's GPT-2-small shape, against the
 // foundation benchmark's bare forward pass (hook_post of every layer, no unembedding; `loadInstrumentedModel`, only
 // `run()` timed) on the same rows, measured in the same run, interleaved: bare, stage, bare, … Target: stage ≥
-// 0.90 × bare. Beside it, the bare forward pass of the stage's own graph (hook_pre too, for the moments).
+// 0.90 × bare. Beside it, the bare forward pass of the stage's own graph (hook_pre too, for the moments), and the
+// stage's steady rate: its units after the first, from the manifest's finish times (what an overnight run's
+// further shards cost; a short run's end-to-end figure also carries the start-up).
 // Tokenizing is done first and never timed.
 // On the bundled shape it also records the CLI's peak memory (VmHWM) at two token budgets with the same
 // rows_per_shard: memory should follow the shard, not the corpus. Last, one shard through the library step by step says where the time goes.
@@ -29,7 +31,7 @@ import { readTokenRows } from '../src/stages/tokenize/stage.js'
 import { TopActivations } from '../src/stats/top-activations.js'
 import { checkBuild, type CliRun, REPO, runStages } from './lib/cli-run.js'
 import { envNumber, loadAverage, median, medianTiming, printHeader, printTable, ratioLine, thousands, timed, type Timing } from './lib/measure.js'
-import { activationShards, BENCH_DIR, mainTokens, modelCopy, type ProjectOptions, type Seed, writeProject } from './lib/project.js'
+import { activationShards, BENCH_DIR, mainTokens, modelCopy, type ProjectOptions, type Seed, steadyRate, writeProject } from './lib/project.js'
 import { writeRandomGpt2 } from './lib/random-model.js'
 
 const TOKENS = envNumber('BENCH_TOKENS', 100_000)
@@ -134,6 +136,7 @@ async function measure(shape: Shape): Promise<number> {
   const bare: Timing[] = []
   const bareStageGraph: Timing[] = []
   const stage: CliRun[] = []
+  const steady: number[] = [] // tokens/s of each stage run's units after its first (manifest finish times)
   const show = (name: string, t: Timing, through = forwardTokens) =>
     console.log(`  ${name.padEnd(34)} ${t.wall.toFixed(1).padStart(6)} s wall ${t.cpu.toFixed(1).padStart(6)} s cpu  ${thousands(through / t.wall).padStart(7)} tok/s  (load ${loadAverage()})`)
   const bareRound = async (round: number) => {
@@ -146,6 +149,9 @@ async function measure(shape: Shape): Promise<number> {
     await bareRound(round + 1)
     stage.push(await runStages(project, 'extract', { force: true }))
     show(`stage (CLI) ${round + 1}`, stage.at(-1)!)
+    const rate = steadyRate(project, rowsPerShard)
+    if (rate) steady.push(rate.tokensPerSecond)
+    if (rate) console.log(`    its ${rate.units} units after the first: ${thousands(rate.tokensPerSecond)} tok/s (steady state)`)
   }
   await bareRound(ROUNDS + 1)
 
@@ -177,6 +183,11 @@ async function measure(shape: Shape): Promise<number> {
   console.log(ratioLine('stage / bare forward (wall)', b.wall / s.wall, { min: 0.9 }))
   console.log(ratioLine('stage / bare forward (per CPU second)', b.cpu / s.cpu))
   console.log(ratioLine("stage / bare forward of the stage's graph (wall)", g.wall / s.wall))
+  if (steady.length > 0) {
+    const rate = median(steady)
+    console.log(`steady state (each run's units after its first, from the manifest's finish times): ${thousands(rate)} tokens/s`)
+    console.log(ratioLine('steady-state stage rate / bare forward (wall)', rate / (forwardTokens / b.wall), { min: 0.9 }))
+  }
   if (largeRun && largeRun.wall > s.wall) {
     // What each further token costs, as in an overnight run: one run at each budget, so noisier than the above.
     const marginal = ((largeTokens - tokens) * seeds.length) / (largeRun.wall - s.wall)

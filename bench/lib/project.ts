@@ -87,6 +87,27 @@ export function mainTokens(project: string): { rows: number; ctx: number; tokens
   return { rows, ctx, tokens: rows * ctx }
 }
 
+/**
+ * A stored-mode extract run's steady rate, from its manifest's finish times: the forward tokens of every unit but
+ * the first to finish, over the time from the first finish to the last. Start-up, the first unit's ramp (its model
+ * load, the first touch of the buffers) and the process's exit fall outside; what each further shard costs in an
+ * overnight run stays in (seed switches included), measured within one run, not as a difference of two.
+ */
+export function steadyRate(project: string, rowsPerShard: number): { tokensPerSecond: number; units: number } | undefined {
+  const { rows, ctx } = mainTokens(project)
+  const manifest = JSON.parse(readFileSync(join(project, 'out/extract/manifest.json'), 'utf8')) as { units: Record<string, { finished: string }> }
+  const finished = Object.entries(manifest.units)
+    .map(([id, unit]) => {
+      const shard = Number(/shard-(\d+)$/.exec(id)?.[1])
+      return { at: Date.parse(unit.finished) / 1000, tokens: Math.min(rowsPerShard, rows - shard * rowsPerShard) * ctx }
+    })
+    .sort((a, b) => a.at - b.at)
+  if (finished.length < 3) return undefined
+  const seconds = finished.at(-1)!.at - finished[0].at
+  const tokens = finished.slice(1).reduce((sum, unit) => sum + unit.tokens, 0)
+  return { tokensPerSecond: tokens / seconds, units: finished.length - 1 }
+}
+
 /** The activation shards of one seed in a stored-mode project, in order. */
 export function activationShards(project: string, seed: string): string[] {
   const dir = join(project, 'out/extract', seed)
