@@ -243,6 +243,28 @@ static void sort_strongest_first(Entry* e, int64_t n) {
   }
 }
 
+// Reorders e[0..n) so that its k strongest entries come first, in any order (1 ≤ k < n): quickselect in
+// stronger's total order (no two entries tie: each token is at its own row and position).
+static void select_strongest(Entry* e, int64_t n, int64_t k) {
+  int64_t lo = 0, hi = n - 1, target = k - 1;
+  while (lo < hi) {
+    const Entry pivot = e[lo + (hi - lo) / 2];
+    int64_t i = lo, j = hi;
+    while (i <= j) {
+      while (stronger(&e[i], &pivot)) i++;
+      while (stronger(&pivot, &e[j])) j--;
+      if (i <= j) {
+        const Entry t = e[i];
+        e[i++] = e[j];
+        e[j--] = t;
+      }
+    }
+    if (target <= j) hi = j;
+    else if (target >= i) lo = i;
+    else break;
+  }
+}
+
 // The k-th largest of a[0..n) (1 ≤ k ≤ n; no NaN), reordering a: quickselect.
 static float kth_largest(float* a, int64_t n, int64_t k) {
   int64_t lo = 0, hi = n - 1, target = k - 1;
@@ -276,7 +298,8 @@ enum { RUN = 16 };  // values compared with the floor at once
 // tokens. Instead: split the row into `groups` interleaved groups (token i in group i mod groups, groups ≥ k)
 // and take each group's largest finite value, a vertical max that vectorizes. The k-th largest of those maxima
 // is k distinct values of the row, so it is at most the k-th largest value: a floor that every kept value
-// reaches. Only values at or above it (a few dozen) become candidates, with the heap's entries, and are sorted.
+// reaches. Only values at or above it become candidates, with the heap's entries; the k strongest of them are
+// selected, then sorted.
 // Of the values equal to the floor, only the first k can be kept (ties go to the earlier token).
 VECTOR_CLONES
 static void top_k_rows(const float* rows, int64_t neurons, int64_t tokens, const int32_t* row_of, const int32_t* pos_of,
@@ -308,8 +331,9 @@ static void top_k_rows(const float* rows, int64_t neurons, int64_t tokens, const
         }
       }
     }
-    sort_strongest_first(candidates, n);
     int64_t m = n < k ? n : k;
+    if (n > k) select_strongest(candidates, n, k);  // only the k kept are sorted
+    sort_strongest_first(candidates, m);
     *h.size = (int32_t)m;
     for (int64_t e = 0; e < m; e++) {  // weakest first
       const Entry* from = &candidates[m - 1 - e];
