@@ -8,11 +8,12 @@
 // The file is named after its content hash and written once: a directory of them is a cache that any number of
 // graphs and runs share, and deleting it loses nothing. A file found under its name is read and hashed again before
 // use (~0.1 s per 500 MB from the page cache): a torn or damaged one is written anew, never mapped.
-import { closeSync, existsSync, mkdirSync, openSync, readSync, renameSync, rmSync, statSync } from 'node:fs'
+import { closeSync, existsSync, mkdirSync, openSync, renameSync, rmSync, statSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { threadId } from 'node:worker_threads'
 import { atPath } from '../errors.js'
 import { createContentHash } from '../io/content-hash.js'
+import { hashFileSync } from '../io/file-hash.js'
 import { temporaryPath, writeAll } from '../io/atomic-write.js'
 import type { TensorProto } from './onnx-proto.js'
 
@@ -52,16 +53,7 @@ export function externalizeWeights(initializers: TensorProto[], dir: string): vo
 
 /** Whether `path` is a file of `length` bytes whose content hash is `expected`. */
 function holds(path: string, length: number, expected: string): boolean {
-  if (!existsSync(path) || statSync(path).size !== length) return false
-  const hash = createContentHash()
-  const chunk = Buffer.allocUnsafe(4 << 20)
-  const fd = openSync(path, 'r')
-  try {
-    for (let n; (n = readSync(fd, chunk, 0, chunk.length, null)) > 0; ) hash.update(chunk.subarray(0, n))
-  } finally {
-    closeSync(fd)
-  }
-  return hash.digest() === expected
+  return existsSync(path) && statSync(path).size === length && hashFileSync(path).hash === expected
 }
 
 // Through the page cache (onnxruntime maps the file next), and without fsync: a file torn by a crash fails holds()
