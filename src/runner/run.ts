@@ -11,7 +11,7 @@ import { acquireLock, displayPath } from './lock.js'
 import { firstReader, selectStages } from './order.js'
 import { silentReporter, type Reporter } from './progress.js'
 import { Results, type UnitState } from './results.js'
-import type { AnyStage } from './stage.js'
+import { type AnyStage, cacheDirOf } from './stage.js'
 import { runUnit } from './unit.js'
 
 export interface RunOptions {
@@ -50,7 +50,7 @@ export async function runPipeline(
   const selection = selectStages(stages, options.stages)
   const lock = acquireLock(cfg.output_dir, (m) => reporter.warn(m))
   removeStrayBookkeeping(cfg.output_dir)
-  const fileHashes = new FileHashCache(join(cfg.output_dir, '.cache', 'file-hashes.json'), (path, bytes) => {
+  const fileHashes = new FileHashCache(join(cacheDirOf(cfg.output_dir), 'file-hashes.json'), (path, bytes) => {
     if (bytes > 64 << 20) reporter.info(`hashing ${displayPath(path)} (${(bytes / 2 ** 30).toFixed(1)} GiB, once)`)
   })
   const results = new Results(cfg, stages, fileHashes)

@@ -1,6 +1,10 @@
 // What a stage declares to the runner (STYLE.md §1), and what the runner hands a stage for one unit. The runner
 // sees stages only through this declaration; a stage sees the world only through its StageContext.
+import { join } from 'node:path'
 import type { ExecutionConfig, PipelineConfig } from '../config.js'
+
+/** `<output_dir>/.cache`: files that only make later runs faster; deleting it loses nothing. */
+export const cacheDirOf = (outputDir: string) => join(outputDir, '.cache')
 
 /** One piece of a stage's work: the thing a kill can lose and a resume skips. `id` is unique within the stage. */
 export interface Unit {

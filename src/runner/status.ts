@@ -7,7 +7,7 @@ import { UserError } from '../errors.js'
 import { FileHashCache } from './hash.js'
 import { checkRegistry } from './order.js'
 import { Results, type UnitState } from './results.js'
-import type { AnyStage, Unit } from './stage.js'
+import { type AnyStage, cacheDirOf, type Unit } from './stage.js'
 
 export interface StageStatus {
   stage: string
@@ -18,7 +18,7 @@ export interface StageStatus {
 
 export async function pipelineStatus(cfg: PipelineConfig, stages: readonly AnyStage[]): Promise<StageStatus[]> {
   checkRegistry(stages)
-  const fileHashes = new FileHashCache(join(cfg.output_dir, '.cache', 'file-hashes.json'))
+  const fileHashes = new FileHashCache(join(cacheDirOf(cfg.output_dir), 'file-hashes.json'))
   const results = new Results(cfg, stages, fileHashes)
   const report: StageStatus[] = []
   for (const stage of stages) {

@@ -6,7 +6,7 @@ import { commitTemporary, temporaryPath, writeFileAtomic } from '../io/atomic-wr
 import { writeManifest, type ManifestEntry } from './manifest.js'
 import type { Reporter, StageMeter, UnitMeter } from './progress.js'
 import type { Results, UnitState } from './results.js'
-import type { AnyStage, StageContext } from './stage.js'
+import { type AnyStage, cacheDirOf, type StageContext } from './stage.js'
 
 /** Run one unit; true when it finished and was recorded, false when the run was aborted under it. */
 export async function runUnit(
@@ -96,7 +96,7 @@ function unitContext(
       mkdirSync(dir, { recursive: true })
       return join(dir, name)
     },
-    cacheDir: join(outputDir, '.cache'),
+    cacheDir: cacheDirOf(outputDir),
     log: (message) => reporter.info(`${stage.name} ${id}: ${message}`),
     warn: (message) => reporter.warn(`${stage.name} ${id}: ${message}`),
   }

@@ -16,6 +16,7 @@ import { loadFastGemm } from '../model/gemm.js'
 import { readModelConfig } from '../model/hf-config.js'
 import { hookBuffers, loadInstrumentedModel } from '../model/instrumented.js'
 import { weightsCache } from '../model/weights-file.js'
+import { cacheDirOf } from '../runner/stage.js'
 import { findTokenizerFiles, loadTokenizer } from '../model/tokenizer.js'
 import { kernels } from '../stats/kernels.js'
 import { type ChunkRows, PearsonAccumulator } from '../stats/pearson.js'
@@ -91,7 +92,7 @@ interface CacheFile {
   entries: { key: object; measuredAt: string; result: unknown }[]
 }
 
-export const calibrationPath = (outputDir: string) => join(outputDir, '.cache', 'calibration.json')
+export const calibrationPath = (outputDir: string) => join(cacheDirOf(outputDir), 'calibration.json')
 
 export function thisMachine(): Machine {
   return { cpu: cpus()[0]?.model.trim() ?? 'unknown', cores: availableParallelism() }
@@ -167,7 +168,7 @@ export function calibrateForward(
     threads: execution.threads, provider: execution.provider, request: EXTRACTION_REQUEST,
   }
   return cachedCalibration(outputDir, key, async () => {
-    const rates = await measureForward(seed.checkpoint, positions, execution, join(outputDir, '.cache'))
+    const rates = await measureForward(seed.checkpoint, positions, execution, cacheDirOf(outputDir))
     const { nLayers, dModel, dMlp } = shape
     return {
       parameters: parameterCount(shape),
