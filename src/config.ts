@@ -158,7 +158,7 @@ const correlate = z
     operand_bits: z
       .literal([24, 16])
       .default(24)
-      .describe('default 24: significant bits of the shifted activations in the pair sums\' chunk products on CPUs with AMX tiles: 24 is float32; 16 is ~1.4× faster, each value off by at most 2^-17 of itself (r by ~2^-16/√tokens). float16-stored activations (11 bits) always use 16'),
+      .describe('default 24: significant bits of the shifted activations in the pair sums\' chunk products on CPUs with AMX tiles: 24 is float32; 16 is ~1.5× faster, each value off by at most 2^-17 of itself and each product by 2^-15 (r by ~2^-16/√tokens). float16-stored activations (11 bits) always use 16'),
     mode: z
       .enum(['full', 'screened'])
       .default('full')

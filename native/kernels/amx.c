@@ -17,10 +17,12 @@
 //
 // Two parts for float16 data, or on request. When both chunks are float16 (the stored mode's activations carry 11
 // significant bits), or the caller asks (correlate.operand_bits: 16), each shifted value y = float32(x − shift) is
-// kept as two parts, h + m: y rounded to 16 significant bits, |y − (h + m)| ≤ 2^-17·|y|. The four part products
-// hh, mh, mm, hm are exact, the row sums are of h + m (the values multiplied), and the work is 4/6: measured 1.43×
-// faster on correlate shapes (N = 2048 and 6144; about the cores' FP32 FMA peak in effective GFLOP/s). Per entry:
-// |error| ≤ (2^-16 + (4k + 2)·2^-24)·Σ|y·z|. Float32 data keeps three parts and float32 accuracy unless asked.
+// kept as two parts, h + m: y rounded to 16 significant bits, |y − (h + m)| ≤ 2^-17·|y|, and the row sums are of
+// h + m. Three part products, hh, mh and hm, each exact; the fourth, mm, is left out: |m| ≤ 2^-8·|y|, so it is at
+// most 2^-16·|y·z|, as small as the rounding to 16 bits. Per entry: |error| ≤ (2^-15 + (3k + 2)·2^-24)·Σ|y·z|,
+// 16× below the float16 data's own rounding. The work is 3/6 of float32's: two parts with four products measured
+// 1.43× faster than three parts (session 11); three products 1.07–1.09× faster than four (session 18, the tiles
+// aligned; ABBA order in one process). Float32 data keeps three parts and float32 accuracy unless asked.
 //
 // Layout: per block of KC tokens, A is packed as 16-row tiles [16][32 tokens] (natural) and B as the tile unit's
 // pair-interleaved layout [16 token pairs][16 rows][2] (a 16 × 16 transpose of 32-bit pairs), one tile per part.
@@ -185,8 +187,9 @@ AMX_TARGET static void* pack(void* arg) {
 }
 
 // Accumulator tiles 0–3 = C[rows a0|a1][cols b0|b1]; operand tiles 4–5 hold A parts, 6–7 B parts. In this order
-// (16 tile loads per step; the fewest, 14, measured no faster) a value times 1 adds up as (h + m) + l, which is exact:
-// so A·I = A to the bit (the tests check it). h·h, l·h, m·h … would round h + l where h was rounded up.
+// (three parts: 16 tile loads per step; the fewest, 14, measured no faster before the tiles were aligned) a value
+// times 1 adds up as (h + m) + l, which is exact: so A·I = A to the bit (the tests check it). h·h, l·h, m·h … would
+// round h + l where h was rounded up.
 #define DOT4 _tile_dpbf16ps(0, 4, 6); _tile_dpbf16ps(1, 4, 7); _tile_dpbf16ps(2, 5, 6); _tile_dpbf16ps(3, 5, 7);
 AMX_TARGET static void block2x2(const uint16_t* a0, const uint16_t* a1, const uint16_t* b0, const uint16_t* b1, int64_t steps,
                                 float* c, int64_t ldc, int first, int parts) {
@@ -200,8 +203,7 @@ AMX_TARGET static void block2x2(const uint16_t* a0, const uint16_t* a1, const ui
     for (int64_t s = 0; s < steps; s++, a0 += 2 * TILE, a1 += 2 * TILE, b0 += 2 * TILE, b1 += 2 * TILE) {
       _tile_loadd(4, a0, 64); _tile_loadd(5, a1, 64); _tile_loadd(6, b0, 64); _tile_loadd(7, b1, 64); DOT4  // h·h
       _tile_loadd(4, a0 + TILE, 64); _tile_loadd(5, a1 + TILE, 64); DOT4                                  // m·h
-      _tile_loadd(6, b0 + TILE, 64); _tile_loadd(7, b1 + TILE, 64); DOT4                                  // m·m
-      _tile_loadd(4, a0, 64); _tile_loadd(5, a1, 64); DOT4                                                // h·m
+      _tile_loadd(4, a0, 64); _tile_loadd(5, a1, 64); _tile_loadd(6, b0 + TILE, 64); _tile_loadd(7, b1 + TILE, 64); DOT4  // h·m
     }
   } else {
     for (int64_t s = 0; s < steps; s++, a0 += 3 * TILE, a1 += 3 * TILE, b0 += 3 * TILE, b1 += 3 * TILE) {

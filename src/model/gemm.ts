@@ -4,8 +4,8 @@
 //   amx          native/kernels/amx.c, on the bf16 tile units of Intel Sapphire Rapids and later: each value as
 //                three bf16 parts, six part products, float32 accuracy. 1.2× OpenBLAS per CPU second on the bare
 //                product; in the correlate stage 7–12% faster, as it also shifts the shard's values while packing
-//                them into tiles (Gemm.shifted: no shifted copies), and ~1.4× more on float16 shards, whose
-//                shifted values it keeps to 16 bits (two parts). bench/README.md, sessions 10 and 11. Products of
+//                them into tiles (Gemm.shifted: no shifted copies), and ~1.5× more on float16 shards, whose
+//                shifted values it keeps to 16 bits (two parts). bench/README.md, sessions 10, 11 and 18. Products of
 //                at most 512 × 512 outputs, and gemmNN, go to OpenBLAS when that is built.
 //   openblas     native/sgemm, an N-API addon over OpenBLAS cblas_sgemm (built by `make native` when
 //                libopenblas-dev is installed). Zero-copy and synchronous: numpy's speed (the same call).
@@ -42,7 +42,7 @@ export interface GemmBackend {
 export interface GemmOptions {
   /**
    * Significant bits of the shifted activations in the correlation's chunk products (Gemm.shifted; correlate.operand_bits):
-   * 24 (float32, default) or 16 (each value rounded to within 2^-17 of itself; ~1.4× faster on AMX). Only the AMX
+   * 24 (float32, default) or 16 (each value rounded to within 2^-17 of itself, each product within 2^-15; ~1.5× faster on AMX). Only the AMX
    * backend has the choice; the others compute in float32.
    */
   operandBits?: 16 | 24
