@@ -10,7 +10,7 @@
 // layer of B) when the full N×N float64 matrix does not fit; global neuron index = layer·d_mlp + neuron.
 
 import { gemmFallback, type Gemm, type RowSums, type ShiftedProduct } from './gemm.js'
-import { type BlobRows, kernels } from './kernels.js'
+import { alignedBytes, type BlobRows, kernels } from './kernels.js'
 
 /** A chunk's rows: neuron-major [rows, tokens] float32, or blobs as they lie in an activation shard. */
 export type ChunkRows = Float32Array | BlobRows
@@ -307,8 +307,14 @@ const buffers = new Map<string, Float32Array>()
 
 function scratch(role: string, length: number): Float32Array {
   let buffer = buffers.get(role)
-  if (!buffer || buffer.length < length) buffers.set(role, (buffer = new Float32Array(Math.ceil(length * 1.25)))) // headroom: chunks vary a little
+  if (!buffer || buffer.length < length) buffers.set(role, (buffer = cacheLineFloats(Math.ceil(length * 1.25)))) // headroom: chunks vary a little
   return buffer.subarray(0, length)
+}
+
+// On a 64-byte boundary where the native kernels can give one: the AMX product loads and stores its accumulator tiles
+// in the chunk product, 64-byte rows, and rows across two cache lines cost it 6% (bench/README.md, session 18).
+function cacheLineFloats(length: number): Float32Array {
+  return alignedBytes ? new Float32Array(alignedBytes(length * 4, 64).buffer) : new Float32Array(length)
 }
 
 /** A chunk's rows after the shift: the reference values and each row's sums of the shifted values. */
