@@ -367,9 +367,139 @@ static napi_value SparseDots(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+// ── the rotation baseline's loops around its D·Rᵀ products (src/stats/baseline.ts) ──
+
+typedef struct {
+  const double *cross, *sum_a, *sum_b;
+  double n;
+  int64_t cols, offset, d, i0, first, end;  // the tile's rows [first, end)
+  int transposed;
+  float* out;
+} CentreJob;
+
+enum { TRANSPOSE_BLOCK = 64 };  // as in baseline.ts: the strided side stays in cache
+
+// Rows [first, end) of centredCross's tile; each value as the JavaScript computes it: float32(Σxy − (Σx/n)·Σy).
+static void* centre_range(void* arg) {
+  const CentreJob* j = arg;
+  const int64_t d = j->d;
+  if (!j->transposed) {
+    for (int64_t i = j->first; i < j->end; i++) {
+      const double* src = j->cross + (j->i0 + i) * j->cols + j->offset;
+      const double* sum_b = j->sum_b + j->offset;
+      const double sx = j->sum_a[j->i0 + i] / j->n;
+      float* dst = j->out + i * d;
+      for (int64_t c = 0; c < d; c++) dst[c] = (float)(src[c] - sx * sum_b[c]);
+    }
+    return NULL;
+  }
+  for (int64_t c0 = 0; c0 < d; c0 += TRANSPOSE_BLOCK) {  // c: a neuron of A's rotated layer; i: a B anchor
+    const int64_t c_end = c0 + TRANSPOSE_BLOCK < d ? c0 + TRANSPOSE_BLOCK : d;
+    for (int64_t b0 = j->first; b0 < j->end; b0 += TRANSPOSE_BLOCK) {
+      const int64_t i_end = b0 + TRANSPOSE_BLOCK < j->end ? b0 + TRANSPOSE_BLOCK : j->end;
+      for (int64_t c = c0; c < c_end; c++) {
+        const double* src = j->cross + (j->offset + c) * j->cols + j->i0;
+        const double sx = j->sum_a[j->offset + c] / j->n;
+        for (int64_t i = b0; i < i_end; i++) j->out[i * d + c] = (float)(src[i] - sx * j->sum_b[j->i0 + i]);
+      }
+    }
+  }
+  return NULL;
+}
+
+// centredCross(cross, cols, sumA, sumB, n, offset, d, transposed, i0, rows, out): src/stats/kernels.ts's contract.
+static napi_value CentredCross(napi_env env, napi_callback_info info) {
+  napi_value argv[11];
+  double *cross, *sum_a, *sum_b, n;
+  float* out;
+  size_t cross_len, a_len, b_len, out_len;
+  int64_t cols, offset, d, i0, rows;
+  bool transposed;
+  if (!get_args(env, info, 11, argv, "centredCross(cross, cols, sumA, sumB, n, offset, d, transposed, i0, rows, out)") ||
+      !typed_arg(env, argv[0], napi_float64_array, "cross", (void**)&cross, &cross_len) || !int_arg(env, argv[1], "cols", &cols) ||
+      !typed_arg(env, argv[2], napi_float64_array, "sumA", (void**)&sum_a, &a_len) ||
+      !typed_arg(env, argv[3], napi_float64_array, "sumB", (void**)&sum_b, &b_len) || napi_get_value_double(env, argv[4], &n) != napi_ok ||
+      !int_arg(env, argv[5], "offset", &offset) || !int_arg(env, argv[6], "d", &d) || !bool_arg(env, argv[7], "transposed", &transposed) ||
+      !int_arg(env, argv[8], "i0", &i0) || !int_arg(env, argv[9], "rows", &rows) ||
+      !typed_arg(env, argv[10], napi_float32_array, "out", (void**)&out, &out_len)) {
+    return NULL;
+  }
+  // Not transposed: rows i0 + i of A, columns offset + c of B; transposed: rows offset + c of A, columns i0 + i of B.
+  const int64_t last_row = transposed ? offset + d : i0 + rows, last_col = transposed ? i0 + rows : offset + d;
+  if (cols <= 0 || (int64_t)cross_len < last_row * cols || last_col > cols || (int64_t)a_len < last_row || (int64_t)b_len < last_col ||
+      (int64_t)out_len < rows * d) {
+    range_error(env, "kernels: centredCross of %lld × %lld from %zu cross sums of %lld columns (sumA %zu, sumB %zu, out %zu) is out of range",
+                (long long)rows, (long long)d, cross_len, (long long)cols, a_len, b_len, out_len);
+    return NULL;
+  }
+  int threads = threads_for(rows * d, 1 << 18);
+  if (threads > rows) threads = rows > 0 ? (int)rows : 1;
+  CentreJob jobs[MAX_THREADS];
+  for (int k = 0; k < threads; k++) jobs[k] = (CentreJob){cross, sum_a, sum_b, n, cols, offset, d, i0, rows * k / threads, rows * (k + 1) / threads, transposed, out};
+  run_jobs(centre_range, jobs, sizeof jobs[0], threads);
+  return NULL;
+}
+
+typedef struct {
+  const float* cov;
+  const double *scatter, *inverse_root;
+  int64_t d, first, end;
+  double* best;
+} MaximaJob;
+
+// The JavaScript's loop: r = cov·(1/√scatter)·inverseRoot[k] in that order; NaN products never win.
+static void* maxima_range(void* arg) {
+  const MaximaJob* j = arg;
+  for (int64_t i = j->first; i < j->end; i++) {
+    const double sa = j->scatter[i];
+    if (!(sa > 0)) {
+      j->best[i] = NAN;
+      continue;
+    }
+    const double inv_a = 1 / sqrt(sa);
+    const float* row = j->cov + i * j->d;
+    double best = -INFINITY;
+    for (int64_t k = 0; k < j->d; k++) {
+      const double r = (double)row[k] * inv_a * j->inverse_root[k];
+      if (r > best) best = r;
+    }
+    j->best[i] = best == -INFINITY ? NAN : best;
+  }
+  return NULL;
+}
+
+// rotatedRowMaxima(cov, rows, d, scatter, inverseRoot, best): src/stats/kernels.ts's contract.
+static napi_value RotatedRowMaxima(napi_env env, napi_callback_info info) {
+  napi_value argv[6];
+  float* cov;
+  double *scatter, *inverse_root, *best;
+  size_t cov_len, scatter_len, root_len, best_len;
+  int64_t rows, d;
+  if (!get_args(env, info, 6, argv, "rotatedRowMaxima(cov, rows, d, scatter, inverseRoot, best)") ||
+      !typed_arg(env, argv[0], napi_float32_array, "cov", (void**)&cov, &cov_len) || !int_arg(env, argv[1], "rows", &rows) ||
+      !int_arg(env, argv[2], "d", &d) || !typed_arg(env, argv[3], napi_float64_array, "scatter", (void**)&scatter, &scatter_len) ||
+      !typed_arg(env, argv[4], napi_float64_array, "inverseRoot", (void**)&inverse_root, &root_len) ||
+      !typed_arg(env, argv[5], napi_float64_array, "best", (void**)&best, &best_len)) {
+    return NULL;
+  }
+  if ((int64_t)cov_len < rows * d || (int64_t)scatter_len < rows || (int64_t)root_len < d || (int64_t)best_len < rows) {
+    range_error(env, "kernels: rotatedRowMaxima of %lld × %lld given cov %zu, scatter %zu, inverseRoot %zu, best %zu", (long long)rows,
+                (long long)d, cov_len, scatter_len, root_len, best_len);
+    return NULL;
+  }
+  int threads = threads_for(rows * d, 1 << 18);
+  if (threads > rows) threads = rows > 0 ? (int)rows : 1;
+  MaximaJob jobs[MAX_THREADS];
+  for (int k = 0; k < threads; k++) jobs[k] = (MaximaJob){cov, scatter, inverse_root, d, rows * k / threads, rows * (k + 1) / threads, best};
+  run_jobs(maxima_range, jobs, sizeof jobs[0], threads);
+  return NULL;
+}
+
 napi_status register_correlate(napi_env env, napi_value exports) {
   napi_status s = define_function(env, exports, "shiftRows", ShiftRows);
   if (s == napi_ok) s = define_function(env, exports, "shiftBlobs", ShiftBlobs);
   if (s == napi_ok) s = define_function(env, exports, "sparseDots", SparseDots);
+  if (s == napi_ok) s = define_function(env, exports, "centredCross", CentredCross);
+  if (s == napi_ok) s = define_function(env, exports, "rotatedRowMaxima", RotatedRowMaxima);
   return s == napi_ok ? define_function(env, exports, "addFloat32Into", AddFloat32Into) : s;
 }

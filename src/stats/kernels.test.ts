@@ -172,3 +172,48 @@ describe.each(backends.map((k) => [k.name, k] as const))('%s kernels: sparse dot
     expect(() => k.sparseDots(za, zb, tokens, Int32Array.from([0, 2, 9]), cols, new Float64Array(cols.length))).toThrow(/sparseDots given/)
   })
 })
+
+describe.each(backends.map((k) => [k.name, k] as const))('%s kernels: the rotation baseline\'s loops', (_name, k) => {
+  // A pair's sums: A has 3 layers of d = 70 against B's 130 columns (not multiples of the 64 × 64 transpose blocks).
+  const d = 70, rowsA = 3 * d, cols = 130, n = 1234
+  const cross = Float64Array.from(randomRows(rowsA, cols, 11), (v) => (v - 1001) * 50)
+  const sumA = Float64Array.from(randomRows(1, rowsA, 12), (v) => v - 1001)
+  const sumB = Float64Array.from(randomRows(1, cols, 13), (v) => v - 1001)
+
+  it('centres a tile of the cross sums, as rows and transposed (brute force, each value rounded to float32 once)', () => {
+    k.setThreads(2)
+    // A's rows 7…56 against B's columns 60…129.
+    const rows = 50, i0 = 7, width = cols - 60
+    const out = new Float32Array(rows * width)
+    k.centredCross(cross, cols, sumA, sumB, n, 60, width, false, i0, rows, out)
+    for (let i = 0; i < rows; i++) {
+      for (let j = 0; j < width; j++) expect(out[i * width + j]).toBe(Math.fround(cross[(i0 + i) * cols + 60 + j] - (sumA[i0 + i] / n) * sumB[60 + j]))
+    }
+    // Transposed: B's columns 3…102 as rows against A's layer 1 (rows 70…139).
+    const transposed = new Float32Array(100 * d)
+    k.centredCross(cross, cols, sumA, sumB, n, d, d, true, 3, 100, transposed)
+    for (let i = 0; i < 100; i++) {
+      for (let j = 0; j < d; j++) expect(transposed[i * d + j]).toBe(Math.fround(cross[(d + j) * cols + 3 + i] - (sumA[d + j] / n) * sumB[3 + i]))
+    }
+  })
+
+  it('finds each row\'s largest scaled entry, skipping NaN directions; NaN for a dead anchor or a row with nothing defined', () => {
+    const rows = 5, width = 37
+    const cov = Float32Array.from(randomRows(rows, width, 14), (v) => v - 1001)
+    const scatter = Float64Array.from([4, 0, 2.5, 9, 1])        // anchor 1 is dead
+    const inverseRoot = Float64Array.from({ length: width }, (_, j) => (j % 5 === 0 ? NaN : 1 / (1 + j)))
+    const best = new Float64Array(rows).fill(-7)
+    k.rotatedRowMaxima(cov, rows, width, scatter, inverseRoot, best)
+    for (let i = 0; i < rows; i++) {
+      const products = Array.from({ length: width }, (_, j) => cov[i * width + j] * (1 / Math.sqrt(scatter[i])) * inverseRoot[j]).filter((r) => !Number.isNaN(r))
+      expect(best[i]).toBe(scatter[i] > 0 ? Math.max(...products) : NaN)
+    }
+    k.rotatedRowMaxima(cov, 1, width, scatter, new Float64Array(width).fill(NaN), best)
+    expect(best[0]).toBeNaN()
+  })
+
+  it('refuses a tile outside the sums', () => {
+    expect(() => k.centredCross(cross, cols, sumA, sumB, n, 100, d, false, 0, 10, new Float32Array(10 * d))).toThrow(/centredCross of 10 × 70/)
+    expect(() => k.rotatedRowMaxima(new Float32Array(10), 2, 6, new Float64Array(2), new Float64Array(6), new Float64Array(2))).toThrow(/rotatedRowMaxima of 2 × 6/)
+  })
+})
