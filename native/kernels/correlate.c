@@ -410,15 +410,15 @@ static void* centre_range(void* arg) {
 // centredCross(cross, cols, sumA, sumB, n, offset, d, transposed, i0, rows, out): src/stats/kernels.ts's contract.
 static napi_value CentredCross(napi_env env, napi_callback_info info) {
   napi_value argv[11];
-  double *cross, *sum_a, *sum_b, n;
+  double *cross, *sum_a, *sum_b;
   float* out;
   size_t cross_len, a_len, b_len, out_len;
-  int64_t cols, offset, d, i0, rows;
+  int64_t cols, n, offset, d, i0, rows;
   bool transposed;
   if (!get_args(env, info, 11, argv, "centredCross(cross, cols, sumA, sumB, n, offset, d, transposed, i0, rows, out)") ||
       !typed_arg(env, argv[0], napi_float64_array, "cross", (void**)&cross, &cross_len) || !int_arg(env, argv[1], "cols", &cols) ||
       !typed_arg(env, argv[2], napi_float64_array, "sumA", (void**)&sum_a, &a_len) ||
-      !typed_arg(env, argv[3], napi_float64_array, "sumB", (void**)&sum_b, &b_len) || napi_get_value_double(env, argv[4], &n) != napi_ok ||
+      !typed_arg(env, argv[3], napi_float64_array, "sumB", (void**)&sum_b, &b_len) || !int_arg(env, argv[4], "n", &n) ||
       !int_arg(env, argv[5], "offset", &offset) || !int_arg(env, argv[6], "d", &d) || !bool_arg(env, argv[7], "transposed", &transposed) ||
       !int_arg(env, argv[8], "i0", &i0) || !int_arg(env, argv[9], "rows", &rows) ||
       !typed_arg(env, argv[10], napi_float32_array, "out", (void**)&out, &out_len)) {
@@ -435,7 +435,7 @@ static napi_value CentredCross(napi_env env, napi_callback_info info) {
   int threads = threads_for(rows * d, 1 << 18);
   if (threads > rows) threads = rows > 0 ? (int)rows : 1;
   CentreJob jobs[MAX_THREADS];
-  for (int k = 0; k < threads; k++) jobs[k] = (CentreJob){cross, sum_a, sum_b, n, cols, offset, d, i0, rows * k / threads, rows * (k + 1) / threads, transposed, out};
+  for (int k = 0; k < threads; k++) jobs[k] = (CentreJob){cross, sum_a, sum_b, (double)n, cols, offset, d, i0, rows * k / threads, rows * (k + 1) / threads, transposed, out};
   run_jobs(centre_range, jobs, sizeof jobs[0], threads);
   return NULL;
 }

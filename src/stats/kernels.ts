@@ -148,7 +148,7 @@ export const jsKernels: Kernels = {
     }
   },
   centredCross(cross, cols, sumA, sumB, n, offset, d, transposed, i0, rows, out) {
-    checkCentredCross(cross, cols, sumA, sumB, offset, d, transposed, i0, rows, out)
+    checkCentredCross(cross, cols, sumA, sumB, n, offset, d, transposed, i0, rows, out)
     if (!transposed) {
       for (let i = 0; i < rows; i++) {
         const src = (i0 + i) * cols + offset, sx = sumA[i0 + i] / n
@@ -279,7 +279,8 @@ function checkChunk(chunk: Float32Array, tokens: number, width: number, valid: U
 const TRANSPOSE_BLOCK = 64
 
 // The argument checks of native/kernels/correlate.c's baseline kernels, so both implementations refuse the same calls.
-function checkCentredCross(cross: Float64Array, cols: number, sumA: Float64Array, sumB: Float64Array, offset: number, d: number, transposed: boolean, i0: number, rows: number, out: ArrayLike<number>): void {
+function checkCentredCross(cross: Float64Array, cols: number, sumA: Float64Array, sumB: Float64Array, n: number, offset: number, d: number, transposed: boolean, i0: number, rows: number, out: ArrayLike<number>): void {
+  if (!Number.isInteger(n) || n < 0) throw new RangeError("kernels: n must be a non-negative integer")
   const lastRow = transposed ? offset + d : i0 + rows, lastCol = transposed ? i0 + rows : offset + d
   if (!(cols > 0) || cross.length < lastRow * cols || lastCol > cols || sumA.length < lastRow || sumB.length < lastCol || out.length < rows * d) {
     throw new RangeError(`kernels: centredCross of ${rows} × ${d} from ${cross.length} cross sums of ${cols} columns (sumA ${sumA.length}, sumB ${sumB.length}, out ${out.length}) is out of range`)
