@@ -5,7 +5,10 @@
 //
 // Summation order is fixed (eight lanes, lane = token mod 8, combined pairwise) and is the same in the JavaScript
 // fallback (src/stats/kernels.ts), so both give bit-identical results.
+#define _GNU_SOURCE  // RTLD_DEFAULT
+#include <dlfcn.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -495,11 +498,93 @@ static napi_value RotatedRowMaxima(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+// ── the rotation baseline's Gaussian directions (src/stats/random.ts, rotation.ts) ──
+
+// V8's log, cos and sin: the functions behind Math.log, Math.cos and Math.sin, exported by the node binary. Calling
+// them (not libm's, which may round some values the other way) is what makes these normals equal the JavaScript
+// ones bit for bit. NULL where this node does not export them; then gaussianPairs returns false.
+typedef double (*MathFunction)(double);
+static MathFunction v8_log, v8_cos, v8_sin;
+
+static void find_v8_math(void) {
+  v8_log = (MathFunction)dlsym(RTLD_DEFAULT, "_ZN2v84base7ieee7543logEd");
+  v8_cos = (MathFunction)dlsym(RTLD_DEFAULT, "_ZN2v84base7ieee7543cosEd");
+  v8_sin = (MathFunction)dlsym(RTLD_DEFAULT, "_ZN2v84base7ieee7543sinEd");
+}
+
+static inline uint32_t rotl32(uint32_t x, int k) { return (x << k) | (x >> (32 - k)); }
+
+// xoshiro128**, as random.ts's uniformFrom steps it.
+static inline uint32_t next_u32(uint32_t s[4]) {
+  const uint32_t result = rotl32(s[1] * 5, 7) * 9, t = s[1] << 9;
+  s[2] ^= s[0], s[3] ^= s[1], s[1] ^= s[2], s[0] ^= s[3], s[2] ^= t, s[3] = rotl32(s[3], 11);
+  return result;
+}
+
+static inline double next_uniform(uint32_t s[4]) {
+  const uint32_t hi = next_u32(s), lo = next_u32(s);  // in this order, as the JavaScript's left-to-right evaluation
+  return ((double)(hi >> 5) * 67108864.0 + (double)(lo >> 6)) / 9007199254740992.0;
+}
+
+typedef struct {
+  double* out;
+  int64_t first, end, count;  // pairs [first, end) of a `count`-value array
+  double tail;                // an odd count's last pair's second uniform, which has no slot in out
+} NormalJob;
+
+// Each pair's two uniforms (in out[2p], out[2p + 1]) into boxMullerFill's two normals, its operations in its order.
+static void* box_muller_range(void* arg) {
+  const NormalJob* j = arg;
+  for (int64_t p = j->first; p < j->end; p++) {
+    double* at = j->out + 2 * p;
+    const int whole = 2 * p + 1 < j->count;
+    const double radius = sqrt(-2 * v8_log(1 - at[0]));
+    const double angle = 2 * M_PI * (whole ? at[1] : j->tail);
+    at[0] = radius * v8_cos(angle);
+    if (whole) at[1] = radius * v8_sin(angle);
+  }
+  return NULL;
+}
+
+// gaussianPairs(state: Uint32Array(4), out: Float64Array) → false where V8's math functions are not found (nothing
+// written), else true: out filled as src/stats/kernels.ts's contract says, state advanced. The uniforms are drawn in
+// order on this thread, the transform split across threads.
+static napi_value GaussianPairs(napi_env env, napi_callback_info info) {
+  napi_value argv[2], result;
+  uint32_t* state;
+  double* out;
+  size_t words, count;
+  if (!get_args(env, info, 2, argv, "gaussianPairs(state, out)") || !typed_arg(env, argv[0], napi_uint32_array, "state", (void**)&state, &words) ||
+      !typed_arg(env, argv[1], napi_float64_array, "out", (void**)&out, &count)) {
+    return NULL;
+  }
+  if (words != 4) {
+    range_error(env, "kernels: a generator state has 4 words, got %zu", words);
+    return NULL;
+  }
+  static pthread_once_t found = PTHREAD_ONCE_INIT;
+  pthread_once(&found, find_v8_math);
+  const int usable = v8_log && v8_cos && v8_sin;
+  if (usable) {
+    // Two uniforms per pair, u1 (the radius) then u2 (the angle), a lone last value's pair included.
+    for (size_t i = 0; i < count; i++) out[i] = next_uniform(state);
+    const double tail = count % 2 ? next_uniform(state) : 0;
+    const int64_t pairs = ((int64_t)count + 1) / 2;
+    int threads = threads_for(pairs, 1 << 14);
+    NormalJob jobs[MAX_THREADS];
+    for (int k = 0; k < threads; k++) jobs[k] = (NormalJob){out, pairs * k / threads, pairs * (k + 1) / threads, (int64_t)count, tail};
+    run_jobs(box_muller_range, jobs, sizeof jobs[0], threads);
+  }
+  napi_get_boolean(env, usable, &result);
+  return result;
+}
+
 napi_status register_correlate(napi_env env, napi_value exports) {
   napi_status s = define_function(env, exports, "shiftRows", ShiftRows);
   if (s == napi_ok) s = define_function(env, exports, "shiftBlobs", ShiftBlobs);
   if (s == napi_ok) s = define_function(env, exports, "sparseDots", SparseDots);
   if (s == napi_ok) s = define_function(env, exports, "centredCross", CentredCross);
   if (s == napi_ok) s = define_function(env, exports, "rotatedRowMaxima", RotatedRowMaxima);
+  if (s == napi_ok) s = define_function(env, exports, "gaussianPairs", GaussianPairs);
   return s == napi_ok ? define_function(env, exports, "addFloat32Into", AddFloat32Into) : s;
 }

@@ -3,7 +3,7 @@
 import { describe, expect, it } from 'vitest'
 import { GraphBuilder, SEEDSCOPE_DOMAIN } from './graph-builder.js'
 import { concatEncoded, DataType } from './onnx-proto.js'
-import { seededRandom } from '../stats/rotation.js'
+import { seededRandom } from '../stats/random.js'
 import { ModelSession } from './runtime.js'
 
 function seeded(n: number, seed: number): Float32Array {

@@ -3,7 +3,7 @@ import { gemmFallback, type Gemm } from '../stats/gemm.js'
 import { decodeF16 } from '../io/safetensors-dtypes.js'
 import { amxGemm, type BlobRows, kernels } from '../stats/kernels.js'
 import { type ChunkRows, PearsonAccumulator } from '../stats/pearson.js'
-import { seededRandom } from '../stats/rotation.js'
+import { seededRandom } from '../stats/random.js'
 import { GEMM_BACKENDS, type GemmBackend, type GemmBackendName, loadFastGemm, loadGemmBackend } from './gemm.js'
 
 // The reference: the textbook triple loop in float64, plus Σ|a||b| per entry for the float32 error bound.

@@ -2,7 +2,8 @@ import { describe, expect, it } from 'vitest'
 import { BaselineMaxima, RotatedLayers, WithinLayerMoments } from './baseline.js'
 import { gemmFallback } from './gemm.js'
 import { PearsonAccumulator, type NeuronRange } from './pearson.js'
-import { gaussianMatrix, rotationMatrix, seededRandom, type RotationKind } from './rotation.js'
+import { gaussianMatrix, seededRandom } from './random.js'
+import { rotationMatrix, type RotationKind } from './rotation.js'
 import { referencePearson } from '../../test/helpers/pearson-reference.js'
 
 const D = 6, LA = 2, LB = 3, TOKENS = 1500, SEED_A = 11, SEED_B = 12

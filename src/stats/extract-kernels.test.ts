@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest'
 import { decodeF16 } from '../io/safetensors-dtypes.js'
 import { HISTOGRAM_BINS, HISTOGRAM_EDGES } from './histogram.js'
 import { jsKernels, loadNativeKernels, type Kernels } from './kernels.js'
-import { seededRandom } from './rotation.js'
+import { seededRandom } from './random.js'
 import type { TopHeaps } from './top-heap.js'
 
 const native = loadNativeKernels()

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { gemm64Fallback, gemmFallback } from './gemm.js'
-import { seededRandom } from './rotation.js'
+import { seededRandom } from './random.js'
 
 // The reference: the textbook triple loop in float64.
 function naive(a: ArrayLike<number>, b: ArrayLike<number>, m: number, n: number, k: number): Float64Array {

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { toFloat16Bits } from '../io/safetensors-dtypes.js'
-import { jsKernels, loadNativeKernels, type Kernels } from './kernels.js'
+import { jsKernels, loadNativeKernels, nativeGaussians, type Kernels } from './kernels.js'
+import { boxMullerFill, seededRandom, xoshiroState } from './random.js'
 
 const native = loadNativeKernels()
 const backends: Kernels[] = native ? [jsKernels, native] : [jsKernels]
@@ -215,5 +216,38 @@ describe.each(backends.map((k) => [k.name, k] as const))('%s kernels: the rotati
   it('refuses a tile outside the sums', () => {
     expect(() => k.centredCross(cross, cols, sumA, sumB, n, 100, d, false, 0, 10, new Float32Array(10 * d))).toThrow(/centredCross of 10 × 70/)
     expect(() => k.rotatedRowMaxima(new Float32Array(10), 2, 6, new Float64Array(2), new Float64Array(6), new Float64Array(2))).toThrow(/rotatedRowMaxima of 2 × 6/)
+  })
+})
+
+describe.each(backends.map((k) => [k.name, k] as const))('%s kernels: Gaussian directions', (_name, k) => {
+  it('make random.ts\'s normals bit for bit, odd counts included, and advance the state as its draws do', () => {
+    k.setThreads(2)
+    for (const [count, seed, stream] of [[1, 0, 0], [7, 1, 5], [70_001, 0xffffffff, 3], [300_000, 12345, 0]]) {
+      const state = xoshiroState(seed, stream), out = new Float64Array(count)
+      k.gaussianPairs(state, out)
+      const random = seededRandom(seed, stream), expected = new Float64Array(count)
+      boxMullerFill(random, expected)
+      expect(out).toEqual(expected)
+      const next = new Float64Array(3), expectedNext = new Float64Array(3)
+      k.gaussianPairs(state, next)   // the state went on from where the draws stopped
+      boxMullerFill(random, expectedNext)
+      expect(next).toEqual(expectedNext)
+    }
+  })
+
+  it('refuses a state that is not four words', () => {
+    expect(() => k.gaussianPairs(new Uint32Array(3), new Float64Array(2))).toThrow(/4 words, got 3/)
+  })
+})
+
+describe('native Gaussian directions', () => {
+  const wrong = (_state: Uint32Array, out: Float64Array) => (out.fill(0.5), true)
+  it('fall back to the JavaScript ones when the native fill is unavailable or disagrees on its first call', () => {
+    for (const fill of [() => false, wrong]) {
+      const out = new Float64Array(5), expected = new Float64Array(5)
+      nativeGaussians(fill)(xoshiroState(3, 4), out)
+      jsKernels.gaussianPairs(xoshiroState(3, 4), expected)
+      expect(out).toEqual(expected)
+    }
   })
 })

@@ -7,6 +7,7 @@ import { createRequire } from 'node:module'
 import { fileURLToPath } from 'node:url'
 import { decodeF16, FLOAT16_MAX, toFloat16Bits } from '../io/safetensors-dtypes.js'
 import { HISTOGRAM_BINS, histogramBin } from './histogram.js'
+import { boxMullerFill, uniformFrom } from './random.js'
 import { heapFloor, offerTop, sortWeakestFirst, type TopHeaps } from './top-heap.js'
 
 /** Rows stored as little-endian float32 (4) or float16 (2) blobs of equal length at byte offsets of a buffer. */
@@ -45,6 +46,11 @@ export interface Kernels {
    * order of operations; NaN products never win), NaN when there is none or scatter[i] ≤ 0 (a dead anchor).
    */
   rotatedRowMaxima(cov: Float32Array | Float64Array, rows: number, d: number, scatter: Float64Array, inverseRoot: Float64Array, best: Float64Array): void
+  /**
+   * Fill `out` with the standard normals random.ts's boxMullerFill(uniformFrom(state), out) makes, bit for bit, and
+   * advance `state` (xoshiro128**, 4 words) as it does: the rotation baseline's Gaussian directions.
+   */
+  gaussianPairs(state: Uint32Array, out: Float64Array): void
   /** Threads for the kernels (process-wide; the results do not depend on it). The JavaScript ones use one. */
   setThreads(threads: number): void
 
@@ -166,6 +172,10 @@ export const jsKernels: Kernels = {
         }
       }
     }
+  },
+  gaussianPairs(state, out) {
+    checkGeneratorState(state)
+    boxMullerFill(uniformFrom(state), out)
   },
   rotatedRowMaxima(cov, rows, d, scatter, inverseRoot, best) {
     checkRowMaxima(cov, rows, d, scatter, inverseRoot, best)
@@ -293,6 +303,10 @@ function checkRowMaxima(cov: ArrayLike<number>, rows: number, d: number, scatter
   }
 }
 
+function checkGeneratorState(state: Uint32Array): void {
+  if (state.length !== 4) throw new RangeError(`kernels: a generator state has 4 words, got ${state.length}`)
+}
+
 function countOnes(valid: Uint8Array, tokens: number): number {
   let n = 0
   for (let t = 0; t < tokens; t++) if (valid[t]) n++
@@ -319,7 +333,8 @@ function nativeAddon<T>(): T {
  */
 export function loadNativeKernels(options: { portable?: boolean } = {}): Kernels | undefined {
   if (!existsSync(ADDON)) return undefined
-  type Addon = Omit<Kernels, 'name' | 'chunkMoments' | 'scatterNeuronMajor'> & {
+  type Addon = Omit<Kernels, 'name' | 'chunkMoments' | 'scatterNeuronMajor' | 'gaussianPairs'> & {
+    gaussianPairs(state: Uint32Array, out: Float64Array): boolean
     chunkMoments(...args: [...Parameters<Kernels['chunkMoments']>, portable: boolean]): void
     scatterNeuronMajor(...args: [...Parameters<Kernels['scatterNeuronMajor']>, portable: boolean]): number
   }
@@ -331,7 +346,29 @@ export function loadNativeKernels(options: { portable?: boolean } = {}): Kernels
   // The baseline's kernels run in C on float32 tiles (the fast GEMM's); float64 ones, the exact path, stay in JavaScript.
   const centredCross: Kernels['centredCross'] = (...args) => (args[10] instanceof Float32Array ? addon.centredCross(...args) : jsKernels.centredCross(...args))
   const rotatedRowMaxima: Kernels['rotatedRowMaxima'] = (...args) => (args[0] instanceof Float32Array ? addon.rotatedRowMaxima(...args) : jsKernels.rotatedRowMaxima(...args))
-  return { name: 'native', shiftRows, shiftBlobs, sparseDots, addFloat32Into, setThreads, chunkMoments, topKRows, scatterNeuronMajor, toFloat16, centredCross, rotatedRowMaxima }
+  const gaussianPairs = nativeGaussians(addon.gaussianPairs)
+  return { name: 'native', shiftRows, shiftBlobs, sparseDots, addFloat32Into, setThreads, chunkMoments, topKRows, scatterNeuronMajor, toFloat16, centredCross, rotatedRowMaxima, gaussianPairs }
+}
+
+// The C normals call V8's own log, cos and sin (the functions behind Math.log, Math.cos and Math.sin, which the node
+// binary exports), so they equal the JavaScript ones bit for bit. Where this node does not export them the addon says
+// so (false), and where Math's functions turn out to be others, the first call's check of 2^16 values against the
+// JavaScript ones catches it: either way the JavaScript kernel runs instead, and R stays the same.
+const GAUSSIAN_CHECK = 1 << 16
+
+/** gaussianPairs over a native fill (exported for the tests): checked once against the JavaScript, which it falls back to. */
+export function nativeGaussians(fill: (state: Uint32Array, out: Float64Array) => boolean): Kernels['gaussianPairs'] {
+  let agrees: boolean | undefined
+  return (state, out) => {
+    checkGeneratorState(state)
+    if (agrees === undefined) {
+      const probe = Uint32Array.of(0x9e3779b9, 1, 2, 3), mine = new Float64Array(GAUSSIAN_CHECK), js = new Float64Array(GAUSSIAN_CHECK)
+      agrees = fill(probe.slice(), mine)
+      jsKernels.gaussianPairs(probe.slice(), js)
+      agrees &&= mine.every((v, i) => Object.is(v, js[i]))
+    }
+    if (!agrees || !fill(state, out)) jsKernels.gaussianPairs(state, out)
+  }
 }
 
 /** What the pipeline uses: the C kernels when built, else the JavaScript ones (SEEDSCOPE_KERNELS=js forces them). */

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest'
 import {
   binnedMoments, HISTOGRAM_BINS, HISTOGRAM_EDGES, histogramBin, NeuronMoments, type MomentsState,
 } from './moments.js'
-import { gaussianMatrix, seededRandom } from './rotation.js'
+import { gaussianMatrix, seededRandom } from './random.js'
 
 // Reference: direct two-pass float64 moments of one neuron's values.
 function direct(values: number[]): { mean: number; variance: number; skew: number; kurtosis: number } {

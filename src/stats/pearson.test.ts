@@ -3,7 +3,7 @@ import type { Gemm } from './gemm.js'
 import { toNeuronMajor } from './layout.js'
 import { PairMaxima, splitNeuronIndex } from './maxima.js'
 import { PearsonAccumulator, type PearsonState } from './pearson.js'
-import { gaussianMatrix, seededRandom } from './rotation.js'
+import { gaussianMatrix, seededRandom } from './random.js'
 import { referencePearson } from '../../test/helpers/pearson-reference.js'
 
 const bruteForce = referencePearson

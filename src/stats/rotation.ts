@@ -3,6 +3,8 @@
 // layer l's R regenerates the same one, and the seed recorded in the results reproduces it.
 
 import { gemm64Fallback } from './gemm.js'
+import { kernels } from './kernels.js'
+import { xoshiroState } from './random.js'
 
 /**
  * `gaussian-unit-rows`: i.i.d. N(0,1) entries, each row scaled to unit norm: the study's choice (not
@@ -19,7 +21,8 @@ export function rotationMatrix(d: number, kind: RotationKind, seed: number, laye
   if (!Number.isInteger(seed) || seed < 0 || seed > 0xffffffff) {
     throw new Error(`rotation: seed must be an integer in [0, 2^32), got ${seed}`)
   }
-  const r = gaussianMatrix(d, d, seededRandom(seed, layer))
+  const r = new Float64Array(d * d)
+  kernels.gaussianPairs(xoshiroState(seed, layer), r)  // i.i.d. N(0, 1), random.ts's draws for (seed, layer)
   if (kind === 'gaussian-unit-rows') {
     for (let k = 0; k < d; k++) normaliseRow(r, k, d)
   } else if (kind === 'orthogonal') {
@@ -28,37 +31,6 @@ export function rotationMatrix(d: number, kind: RotationKind, seed: number, laye
     throw new Error(`rotation: unknown kind "${String(kind)}" (expected ${ROTATION_KINDS.join(' | ')})`)
   }
   return r
-}
-
-/**
- * A uniform [0, 1) generator: xoshiro128** (Blackman & Vigna), its 128-bit state filled from (seed, stream)
- * by a 32-bit integer hash. 53 random bits per draw.
- */
-export function seededRandom(seed: number, stream: number): () => number {
-  let z = hash32((seed >>> 0) ^ hash32(stream >>> 0))
-  const next = () => (z = hash32((z + 0x9e3779b9) >>> 0))
-  let s0 = next(), s1 = next(), s2 = next(), s3 = next()
-  if ((s0 | s1 | s2 | s3) === 0) s0 = 1  // the all-zero state is a fixed point
-  const u32 = (): number => {
-    const result = Math.imul(rotl(Math.imul(s1, 5), 7), 9) >>> 0
-    const t = s1 << 9
-    s2 ^= s0; s3 ^= s1; s1 ^= s2; s0 ^= s3; s2 ^= t
-    s3 = rotl(s3, 11)
-    return result
-  }
-  return () => ((u32() >>> 5) * 67108864 + (u32() >>> 6)) / 9007199254740992
-}
-
-/** rows×cols standard normal entries (Box–Muller), row-major. */
-export function gaussianMatrix(rows: number, cols: number, random: () => number): Float64Array {
-  const out = new Float64Array(rows * cols)
-  for (let i = 0; i < out.length; i += 2) {
-    const radius = Math.sqrt(-2 * Math.log(1 - random()))  // 1 − u ∈ (0, 1]: log stays finite
-    const angle = 2 * Math.PI * random()
-    out[i] = radius * Math.cos(angle)
-    if (i + 1 < out.length) out[i + 1] = radius * Math.sin(angle)
-  }
-  return out
 }
 
 // Block Gram–Schmidt over the rows, each block projected off the finished rows twice ("twice is enough":
@@ -101,15 +73,4 @@ function normaliseRow(r: Float64Array, k: number, d: number): void {
   for (let j = k * d; j < (k + 1) * d; j++) ss += r[j] * r[j]
   const inv = 1 / Math.sqrt(ss)
   for (let j = k * d; j < (k + 1) * d; j++) r[j] *= inv
-}
-
-// Chris Wellons' lowbias32 integer hash.
-function hash32(x: number): number {
-  x = Math.imul(x ^ (x >>> 16), 0x7feb352d)
-  x = Math.imul(x ^ (x >>> 15), 0x846ca68b)
-  return (x ^ (x >>> 16)) >>> 0
-}
-
-function rotl(x: number, k: number): number {
-  return (x << k) | (x >>> (32 - k))
 }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { seededRandom } from './rotation.js'
+import { seededRandom } from './random.js'
 import { TopActivations, type TokenPlaces, type TopActivation, type TopActivationsState } from './top-activations.js'
 
 const N_POS = 16

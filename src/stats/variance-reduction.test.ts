@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { gaussianMatrix, seededRandom } from './rotation.js'
+import { gaussianMatrix, seededRandom } from './random.js'
 import { VarianceReduction, varianceReduction, type VarianceReductionState } from './variance-reduction.js'
 
 // Reference: the definition, with population variances of the whole and of each group (two-pass).

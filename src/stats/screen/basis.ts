@@ -4,7 +4,7 @@
 // one tight ones, so the eigenvectors here need not be converged: they only have to span a useful subspace.
 import { EigenvalueDecomposition, Matrix } from 'ml-matrix'
 import type { Gemm } from '../gemm.js'
-import { seededRandom, gaussianMatrix } from '../rotation.js'
+import { seededRandom, gaussianMatrix } from '../random.js'
 
 // Subspace-iteration steps per layer. The directions only steer how tight the bounds are, never whether they
 // hold, and on the bundled family 12 steps give the same pruning as exact eigenvectors (bench/research).
