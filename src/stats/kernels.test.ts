@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { toFloat16Bits } from '../io/safetensors-dtypes.js'
+import { decodeF16, toFloat16Bits } from '../io/safetensors-dtypes.js'
 import { jsKernels, loadNativeKernels, nativeGaussians, type Kernels } from './kernels.js'
 import { boxMullerFill, seededRandom, xoshiroState } from './random.js'
 
@@ -249,5 +249,32 @@ describe('native Gaussian directions', () => {
       jsKernels.gaussianPairs(xoshiroState(3, 4), expected)
       expect(out).toEqual(expected)
     }
+  })
+})
+
+describe.each(backends.map((k) => [k.name, k] as const))('%s kernels: float16 rows', (_name, k) => {
+  it('convert every finite float16 value exactly, subnormals included (decodeF16 as the reference)', () => {
+    const halves = Uint16Array.from({ length: 65536 }, (_, bits) => bits).filter((bits) => (bits & 0x7c00) !== 0x7c00)
+    const tokens = halves.length, bytes = new Uint8Array(halves.buffer)
+    const dst = new Float32Array(tokens), sum = new Float64Array(1), sumSq = new Float64Array(1)
+    k.setThreads(2)
+    expect(k.shiftBlobs(bytes, Float64Array.of(0), 2, tokens, new Float64Array(1), dst, sum, sumSq)).toBe(-1)
+    expect(dst).toEqual(decodeF16(halves))
+  })
+})
+
+describe.each(backends.map((k) => [k.name, k] as const))('%s kernels: sparse dots, many candidates a row', (_name, k) => {
+  it('sums eight, then four, then single candidates as the JavaScript does (a row of 13)', () => {
+    const rowsB = 13, tokens = 515
+    const za = randomRows(2, tokens, 8).map((v) => v - 1001), zb = randomRows(rowsB, tokens, 9).map((v) => v - 1001)
+    const rowStart = Int32Array.from([0, 13, 14]), cols = Int32Array.from([12, 0, 3, 5, 1, 2, 4, 6, 7, 8, 9, 11, 10, 4])
+    const mine = new Float64Array(cols.length), js = new Float64Array(cols.length)
+    k.setThreads(2)
+    k.sparseDots(za, zb, tokens, rowStart, cols, mine)
+    jsKernels.sparseDots(za, zb, tokens, rowStart, cols, js)
+    expect(mine).toEqual(js)
+    let sum = 0
+    for (let t = 0; t < tokens; t++) sum += za[t] * zb[12 * tokens + t]
+    expect(mine[0]).toBeCloseTo(sum, 9)
   })
 })
