@@ -187,7 +187,7 @@ AMX_TARGET static void* pack(void* arg) {
 }
 
 // Accumulator tiles 0–3 = C[rows a0|a1][cols b0|b1]; operand tiles 4–5 hold A parts, 6–7 B parts. In this order
-// (three parts: 16 tile loads per step; the fewest, 14, measured no faster before the tiles were aligned) a value
+// (three parts: 16 tile loads per step; the fewest, 14, measured no faster, the tiles aligned or not) a value
 // times 1 adds up as (h + m) + l, which is exact: so A·I = A to the bit (the tests check it). h·h, l·h, m·h … would
 // round h + l where h was rounded up.
 #define DOT4 _tile_dpbf16ps(0, 4, 6); _tile_dpbf16ps(1, 4, 7); _tile_dpbf16ps(2, 5, 6); _tile_dpbf16ps(3, 5, 7);
