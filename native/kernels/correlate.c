@@ -52,6 +52,28 @@ static inline float load_value(const unsigned char* src, int half, int64_t t) {
   return x;
 }
 
+// One step of a row's shift: eight values into dst as float32(x − c), their float64 lane sums added.
+__attribute__((always_inline)) static inline void shift_step(f32x8 x, double c, float* dst, f64x8* s1, f64x8* s2) {
+  f32x8 y = __builtin_convertvector(__builtin_convertvector(x, f64x8) - c, f32x8);
+  memcpy(dst, &y, sizeof y);
+  f64x8 wide = __builtin_convertvector(y, f64x8);
+  *s1 += wide;
+  *s2 += wide * wide;
+}
+
+// The values after the last whole step, one by one into their lanes, then each lane set combined pairwise.
+__attribute__((always_inline)) static inline void shift_finish(const unsigned char* src, int half, int64_t t, int64_t tokens, double c,
+                                                               float* dst, f64x8* s1, f64x8* s2, double* sum, double* sum_sq) {
+  for (; t < tokens; t++) {
+    float y = (float)((double)load_value(src, half, t) - c);
+    dst[t] = y;
+    (*s1)[t % LANES] += y;
+    (*s2)[t % LANES] += (double)y * y;
+  }
+  *sum = (((*s1)[0] + (*s1)[1]) + ((*s1)[2] + (*s1)[3])) + (((*s1)[4] + (*s1)[5]) + ((*s1)[6] + (*s1)[7]));
+  *sum_sq = (((*s2)[0] + (*s2)[1]) + ((*s2)[2] + (*s2)[3])) + (((*s2)[4] + (*s2)[5]) + ((*s2)[6] + (*s2)[7]));
+}
+
 // One row: dst[t] = float32(x[t] − c); returns Σ dst and Σ dst² in float64, lane by lane.
 VECTOR_CLONES
 static void shift_row(const unsigned char* src, int half, int64_t tokens, double c, float* dst, double* sum, double* sum_sq) {
@@ -64,20 +86,9 @@ static void shift_row(const unsigned char* src, int half, int64_t tokens, double
     } else {
       memcpy(&x, src + 4 * t, sizeof x);
     }
-    f32x8 y = __builtin_convertvector(__builtin_convertvector(x, f64x8) - c, f32x8);
-    memcpy(dst + t, &y, sizeof y);
-    f64x8 wide = __builtin_convertvector(y, f64x8);
-    s1 += wide;
-    s2 += wide * wide;
+    shift_step(x, c, dst + t, &s1, &s2);
   }
-  for (; t < tokens; t++) {
-    float y = (float)((double)load_value(src, half, t) - c);
-    dst[t] = y;
-    s1[t % LANES] += y;
-    s2[t % LANES] += (double)y * y;
-  }
-  *sum = ((s1[0] + s1[1]) + (s1[2] + s1[3])) + ((s1[4] + s1[5]) + (s1[6] + s1[7]));
-  *sum_sq = ((s2[0] + s2[1]) + (s2[2] + s2[3])) + ((s2[4] + s2[5]) + (s2[6] + s2[7]));
+  shift_finish(src, half, t, tokens, c, dst, &s1, &s2, sum, sum_sq);
 }
 
 #ifdef HAVE_AVX512
@@ -92,20 +103,9 @@ static void shift_row_f16c(const unsigned char* src, int64_t tokens, double c, f
     f32x8 x;
     const __m256 halves = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i*)(src + 2 * t)));
     memcpy(&x, &halves, sizeof x);
-    f32x8 y = __builtin_convertvector(__builtin_convertvector(x, f64x8) - c, f32x8);
-    memcpy(dst + t, &y, sizeof y);
-    f64x8 wide = __builtin_convertvector(y, f64x8);
-    s1 += wide;
-    s2 += wide * wide;
+    shift_step(x, c, dst + t, &s1, &s2);
   }
-  for (; t < tokens; t++) {
-    float y = (float)((double)load_value(src, 1, t) - c);
-    dst[t] = y;
-    s1[t % LANES] += y;
-    s2[t % LANES] += (double)y * y;
-  }
-  *sum = ((s1[0] + s1[1]) + (s1[2] + s1[3])) + ((s1[4] + s1[5]) + (s1[6] + s1[7]));
-  *sum_sq = ((s2[0] + s2[1]) + (s2[2] + s2[3])) + ((s2[4] + s2[5]) + (s2[6] + s2[7]));
+  shift_finish(src, 1, t, tokens, c, dst, &s1, &s2, sum, sum_sq);
 }
 #endif
 
