@@ -291,9 +291,14 @@ static napi_value AddFloat32Into(napi_env env, napi_callback_info info) {
 
 // ── sparse dots: the screened correlate's exact correlations of candidate pairs (src/stats/screen/family.ts) ──
 
+// The dots' multiply-adds may fuse (the build otherwise forbids it, -ffp-contract=off): a float32 × float32 product is
+// exact in float64, so fma(x, y, s) rounds once where x·y + s rounds once, to the same value. ~4% less CPU for the
+// screened correlate.
+#define EXACT_FMA __attribute__((optimize("fp-contract=fast")))
+
 // Σ_t a[t]·b[t] over eight float64 lanes (lane = t mod 8), combined pairwise: the JavaScript fallback's order.
 // float32 × float32 is exact in float64, so the sum's rounding is the only one, and the same in both.
-VECTOR_CLONES
+VECTOR_CLONES EXACT_FMA
 static double dot_row(const float* a, const float* b, int64_t tokens) {
   f64x8 s = {0};
   int64_t t = 0;
@@ -309,7 +314,7 @@ static double dot_row(const float* a, const float* b, int64_t tokens) {
 
 // dot_row for four rows of B at once, each summed exactly as dot_row sums it. One accumulator chain kept
 // dot_row waiting on its additions' latency (~8 GFLOP/s); four independent chains overlap, and a is loaded once.
-VECTOR_CLONES
+VECTOR_CLONES EXACT_FMA
 static void dot_rows4(const float* a, const float* const b[4], int64_t tokens, double out[4]) {
   f64x8 s0 = {0}, s1 = {0}, s2 = {0}, s3 = {0};
   int64_t t = 0;
@@ -340,7 +345,7 @@ static void dot_rows4(const float* a, const float* const b[4], int64_t tokens, d
 }
 
 // dot_rows4 for eight rows of B: eight chains hide the additions' latency that four still wait on.
-VECTOR_CLONES
+VECTOR_CLONES EXACT_FMA
 static void dot_rows8(const float* a, const float* const b[8], int64_t tokens, double out[8]) {
   f64x8 s[8] = {{0}};
   int64_t t = 0;
