@@ -13,10 +13,11 @@
 //   BENCH_ROUNDS=1         timed stage runs (numpy and the peak probe run once more than the stage)
 //   BENCH_THREADS=<cores>  execution.threads, OPENBLAS_NUM_THREADS of numpy, the probe's threads
 import { execFileSync, spawn } from 'node:child_process'
-import { closeSync, existsSync, mkdirSync, openSync, readSync } from 'node:fs'
+import { existsSync, mkdirSync } from 'node:fs'
 import { availableParallelism } from 'node:os'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
+import { hashFileSync } from '../src/io/file-hash.js'
 import { readActivationBlock, readActivationRows, readActivationShardInfo, type ShardInfo } from '../src/io/activation-store.js'
 import { loadFastGemm } from '../src/model/gemm.js'
 import { rotatedPair } from '../src/stages/correlate/pair.js'
@@ -112,7 +113,7 @@ async function measureShape({ seeds, project }: Shape, probe: string | undefined
   // numpy multiplies arrays it holds in memory; the stage reads the shards through the page cache. Extract writes
   // them with O_DIRECT, past the cache, so without this the first timed run read them from the disk: 0.4–0.5 s more
   // at the bundled shape, a measure of the disk, not of the code (session 18).
-  const cached = pageCacheShards(shards.flat())
+  const cached = shards.flat().reduce((bytes, path) => bytes + hashFileSync(path).bytes, 0)  // each read once, whole
   console.log(`shards read once, untimed, so that the stage reads them from the page cache (${(cached / 2 ** 30).toFixed(2)} GiB)`)
 
   const numpy = await startNumpy(n, T)
@@ -261,21 +262,6 @@ function measurePeak(probe: string): Peak {
 function peakFigures(peaks: Peak[]): { label: string; wall: number; perCore: number } {
   if (peaks.length === 0) return { label: 'FP32 peak (research note)', wall: NOTE_PEAK_PER_CORE * THREADS, perCore: NOTE_PEAK_PER_CORE }
   return { label: 'FP32 peak (FMA probe)', wall: median(peaks.map((p) => p.wall)), perCore: median(peaks.map((p) => p.perCore)) }
-}
-
-/** Reads each file once, in 64 MiB pieces (nothing kept): its pages are then in the page cache. Returns the bytes read. */
-function pageCacheShards(paths: string[]): number {
-  const piece = Buffer.allocUnsafe(64 << 20)
-  let total = 0
-  for (const path of paths) {
-    const fd = openSync(path, 'r')
-    try {
-      for (let read; (read = readSync(fd, piece, 0, piece.length, null)) > 0;) total += read
-    } finally {
-      closeSync(fd)
-    }
-  }
-  return total
 }
 
 // ── where the time goes ──────────────────────────────────────────────────────────────────────────────────────
